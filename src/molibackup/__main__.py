@@ -1,0 +1,3 @@
+from molibackup.cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,161 @@
+"""AWS plumbing: sessions, client settings, instance metadata and readable error messages."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config as BotoConfig
+from botocore.utils import IMDSFetcher
+
+from molibackup import __version__
+from molibackup.config import GlobalSettings, JobConfig
+from molibackup.errors import JobError
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+DEFAULT_MAX_ATTEMPTS = 10
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 60
+
+PERMISSION_CODES = frozenset(
+    {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "Forbidden"}
+)
+CREDENTIAL_CODES = frozenset(
+    {"AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
+     "RequestExpired", "UnrecognizedClientException"}
+)
+THROTTLING_CODES = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException"})
+
+
+def make_session(job: JobConfig) -> boto3.Session:
+    """Static keys when the job has them, otherwise boto3's default credential chain."""
+    key_id = job.options.get("accesskey_id")
+    secret = job.options.get("accesskey_secret")
+    if key_id and secret:
+        return boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret)
+    return boto3.Session()
+
+
+def retry_settings(
+    settings: GlobalSettings, env: dict[str, str] | None = None
+) -> dict[str, object]:
+    """Retry mode and attempts: the config file, then AWS_RETRY_MODE/AWS_MAX_ATTEMPTS, then ours.
+
+    Adaptive mode paces requests with a client-side token bucket that slows down on
+    throttling, so a large run converges on the account's real rate instead of failing.
+    """
+    env = dict(os.environ) if env is None else env
+    mode = env.get("AWS_RETRY_MODE") or "adaptive"
+    attempts = settings.max_attempts
+    if attempts is None:
+        try:
+            attempts = int(env.get("AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS))
+        except ValueError:
+            attempts = DEFAULT_MAX_ATTEMPTS
+    return {"mode": mode, "total_max_attempts": max(1, attempts)}
+
+
+def client_config(settings: GlobalSettings) -> BotoConfig:
+    return BotoConfig(
+        retries=retry_settings(settings),  # type: ignore[arg-type]
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        max_pool_connections=settings.concurrency + 2,
+        user_agent_extra=f"molibackup/{__version__}",
+    )
+
+
+def ec2_client(session: boto3.Session, region: str, settings: GlobalSettings) -> EC2Client:
+    """One client per job: botocore clients are thread-safe and share a connection pool."""
+    return session.client("ec2", region_name=region, config=client_config(settings))
+
+
+def error_code(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def error_message(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        return str(exc.response.get("Error", {}).get("Message", ""))
+    return str(exc)
+
+
+def explain(exc: BaseException) -> str:
+    """One line an operator can act on, for an error raised by an AWS call."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code, operation = error_code(exc), exc.operation_name
+        if code in PERMISSION_CODES:
+            return (f"not allowed to call ec2:{operation} ({code}): grant ec2:{operation} to the "
+                    "role or user this job runs as (see the IAM policy in the README)")
+        if code in CREDENTIAL_CODES:
+            return (f"AWS rejected the credentials calling ec2:{operation} ({code}): check "
+                    "accesskey_id/accesskey_secret, or the role this job runs as")
+        if code in THROTTLING_CODES:
+            return (f"ec2:{operation} was still throttled after every retry ({code}): raise "
+                    "global.max_attempts or lower global.concurrency")
+        return f"ec2:{operation} failed: {code}: {error_message(exc)}"
+    if isinstance(exc, botocore.exceptions.NoCredentialsError):
+        return ("no AWS credentials found: set accesskey_id and accesskey_secret, or provide "
+                "them through the environment, IRSA, EKS Pod Identity or an instance profile")
+    if isinstance(exc, botocore.exceptions.NoRegionError):
+        return "no AWS region: set aws_region in the job"
+    unreachable = (botocore.exceptions.EndpointConnectionError,
+                   botocore.exceptions.ConnectTimeoutError)
+    if isinstance(exc, unreachable):
+        return f"cannot reach the EC2 endpoint: {exc}"
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
+        return f"the EC2 endpoint did not answer in time: {exc}"
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return f"AWS call failed: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+class _InstanceIdFetcher(IMDSFetcher):
+    """botocore's own IMDS client (token first), pointed at the instance-id document."""
+
+    def instance_id(self) -> str:
+        token = self._fetch_metadata_token()  # type: ignore[attr-defined]
+        response = self._get_request(  # type: ignore[attr-defined]
+            url_path="latest/meta-data/instance-id",
+            retry_func=self._default_retry,  # type: ignore[attr-defined]
+            token=token,
+        )
+        return str(response.text).strip()
+
+
+def local_instance_id(session: boto3.Session) -> str:
+    """The id of the EC2 instance this runs on, honouring botocore's metadata settings."""
+    core = session._session  # botocore resolves the metadata settings there
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        raise JobError("instance_id is 'local' but AWS_EC2_METADATA_DISABLED=true forbids asking "
+                       "the instance metadata service; unset it or select instances by tag")
+    fetcher = _InstanceIdFetcher(
+        timeout=int(core.get_config_variable("metadata_service_timeout")),
+        num_attempts=int(core.get_config_variable("metadata_service_num_attempts")),
+        config={
+            "ec2_metadata_service_endpoint": core.get_config_variable(
+                "ec2_metadata_service_endpoint"),
+            "ec2_metadata_service_endpoint_mode": core.get_config_variable(
+                "ec2_metadata_service_endpoint_mode"),
+            "ec2_metadata_v1_disabled": core.get_config_variable("ec2_metadata_v1_disabled"),
+        },
+        user_agent=f"molibackup/{__version__}",
+    )
+    hint = ("is this running on EC2? In a pod, the instance's metadata hop limit must be 2 "
+            "(HttpPutResponseHopLimit), or select instances by tag instead of 'local'")
+    try:
+        instance_id = fetcher.instance_id()
+    except (botocore.exceptions.BotoCoreError, botocore.utils._RetriesExceededError) as exc:
+        raise JobError(f"instance_id is 'local' but the instance metadata service at "
+                       f"{fetcher.get_base_url()} did not answer ({type(exc).__name__}): "
+                       f"{hint}") from None
+    if not instance_id.startswith("i-"):
+        raise JobError(f"instance_id is 'local' but the instance metadata service answered "
+                       f"{instance_id[:40]!r}, not an instance id: {hint}")
+    return instance_id

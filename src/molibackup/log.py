@@ -1,0 +1,84 @@
+"""Logging set-up: human text or JSON lines on stderr, every record tagged with its job.
+
+Secrets are registered once and replaced by ``***`` in every record, whatever its level.
+``diagnose`` stays off so that tracebacks never print local variables (which may hold keys).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from collections.abc import Iterable
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, TextIO
+
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+LEVELS = {"debug": "DEBUG", "info": "INFO", "warning": "WARNING", "error": "ERROR"}
+TEXT_FORMAT = (
+    "{time:YYYY-MM-DDTHH:mm:ss.SSS!UTC}Z {level: <7} "
+    "{extra[job_label]}{message}"
+)
+REDACTED = "***"
+
+_secrets: set[str] = set()
+_lock = threading.Lock()
+
+
+def register_secrets(values: Iterable[str | None]) -> None:
+    """Values that must never be written out, such as access key secrets and session tokens."""
+    with _lock:
+        # Very short values would redact ordinary words; no real secret is that short.
+        _secrets.update(value for value in values if value and len(value) >= 6)
+
+
+def redact(text: str) -> str:
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def _patch(record: Record) -> None:
+    record["message"] = redact(record["message"])
+    for key, value in record["extra"].items():
+        if isinstance(value, str):
+            record["extra"][key] = redact(value)
+    job = record["extra"].get("job")
+    record["extra"]["job_label"] = f"[{job}] " if job else ""
+
+
+def _json_sink(stream: TextIO) -> Any:
+    def write(message: Message) -> None:
+        record = message.record
+        line: dict[str, Any] = {
+            "time": record["time"].astimezone(UTC).isoformat(timespec="milliseconds"),
+            "level": record["level"].name.lower(),
+            "message": record["message"],
+        }
+        line.update(
+            {k: v for k, v in record["extra"].items() if k != "job_label" and v is not None}
+        )
+        if record["exception"] is not None:
+            line["exception"] = redact("".join(message.splitlines(keepends=True)[1:]))
+        stream.write(json.dumps(line, default=str) + "\n")
+        stream.flush()
+
+    return write
+
+
+def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
+    """(Re)configure the single stderr handler."""
+    stream = sys.stderr if stream is None else stream
+    logger.remove()
+    logger.configure(patcher=_patch, extra={"job": None})
+    if fmt == "json":
+        logger.add(_json_sink(stream), level=LEVELS[level], format="{message}",
+                   backtrace=False, diagnose=False, colorize=False)
+    else:
+        logger.add(stream, level=LEVELS[level], format=TEXT_FORMAT, backtrace=False,
+                   diagnose=False, colorize=False)

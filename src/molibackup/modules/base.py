@@ -1,0 +1,60 @@
+"""What every module provides, and what it reports back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, ClassVar, Protocol, Self
+
+from molibackup.config import GlobalSettings, JobConfig
+
+if TYPE_CHECKING:
+    import boto3
+    from loguru import Logger
+
+
+@dataclass
+class JobResult:
+    """Counts for the summary line; any error makes the job fail (exit status 2)."""
+
+    created: int = 0
+    deleted: int = 0
+    kept: int = 0
+    skipped: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+    def summary(self) -> str:
+        return (f"created {self.created}, deleted {self.deleted}, kept {self.kept}, "
+                f"skipped {self.skipped}, failed {len(self.errors)}")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a job needs from the runner; `now` is fixed once per job run."""
+
+    job: JobConfig
+    settings: GlobalSettings
+    dry_run: bool
+    now: datetime
+    log: Logger
+    session_factory: Callable[[JobConfig], boto3.Session]
+
+
+class Module(Protocol):
+    """A kind of backup. Registered by name in `molibackup.modules.REGISTRY`."""
+
+    name: ClassVar[str]
+
+    @classmethod
+    def from_config(cls, job: JobConfig) -> Self:
+        """Parse the job's module options; raise ConfigError listing every problem."""
+        ...
+
+    def run(self, context: RunContext) -> JobResult:
+        """Do the job. Raise JobError for a failure that stops it early."""
+        ...

@@ -1,0 +1,424 @@
+"""The ebs-snapshot module: snapshot the selected volumes, then rotate the job's own snapshots.
+
+Order of a run: select volumes -> create one snapshot each (concurrently, tagged at creation)
+-> list the job's snapshots by tag -> plan with `retention.plan` -> delete the expired ones.
+Only snapshots tagged ``CreatedBy=molibackup`` *and* ``molibackup:job=<this job>`` are ever
+considered for deletion.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import botocore.exceptions
+
+from molibackup import retention
+from molibackup.aws import ec2_client, error_code, error_message, explain, local_instance_id
+from molibackup.config import JobConfig
+from molibackup.errors import ConfigError, JobError
+from molibackup.modules.base import JobResult, RunContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagTypeDef
+
+CREATED_BY = ("CreatedBy", "molibackup")
+JOB_TAG = "molibackup:job"
+VOLUME_TAG = "molibackup:volume-id"
+INSTANCE_TAG = "molibackup:instance-id"
+CREATED_AT_TAG = "molibackup:created-at"
+RUN_TAG = "molibackup:run-id"
+MAX_TAGS = 50  # EC2's limit per resource
+MAX_DESCRIPTION = 255
+INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
+# The largest page each Describe call allows: fewer calls, and paginated calls fall into
+# EC2's larger throttling bucket.
+PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000}
+
+
+def parse_tag(text: str) -> tuple[str, str]:
+    key, _, value = text.partition("=")
+    return key, value
+
+
+def merge_tags(
+    job: JobConfig, single_option: str, map_option: str, problems: list[str]
+) -> dict[str, str]:
+    """Combine the `"K=V"` form and the map form of a tag selector; all tags must match."""
+    tags = dict(job.options.get(map_option) or {})
+    if single_option in job.options:
+        key, value = parse_tag(job.options[single_option])
+        if key in tags and tags[key] != value:
+            problems.append(job.problem(
+                single_option, f"tag {key!r} is {value!r} here but {tags[key]!r} in "
+                f"{map_option}: no resource can match both"))
+        tags[key] = value
+    return tags
+
+
+@dataclass(frozen=True)
+class LockPolicy:
+    mode: str
+    duration_days: int
+
+
+@dataclass(frozen=True)
+class Options:
+    aws_region: str
+    policy: retention.Policy
+    instance_id: str | None
+    instance_tags: Mapping[str, str]
+    volume_tags: Mapping[str, str]
+    allow_empty: bool
+    copy_volume_tags: bool
+    lock: LockPolicy | None
+
+
+@dataclass(frozen=True)
+class Volume:
+    volume_id: str
+    name: str
+    instance_ids: tuple[str, ...]
+    tags: Mapping[str, str] = field(repr=False)
+
+
+@dataclass
+class Creation:
+    volume: Volume
+    snapshot_id: str | None = None
+    error: str | None = None
+
+
+def tag_dict(tags: list[Any] | None) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags or []}
+
+
+def filters_for_tags(tags: Mapping[str, str]) -> list[FilterTypeDef]:
+    return [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_name(volume: Volume, moment: datetime) -> str:
+    suffix = f"-{timestamp(moment)}"
+    return volume.name[: MAX_DESCRIPTION - len(suffix)] + suffix
+
+
+def snapshot_tags(
+    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool
+) -> list[TagTypeDef]:
+    """Our tags first (they decide ownership), then the volume's own if asked, up to 50."""
+    ours = {
+        "Name": snapshot_name(volume, moment),
+        CREATED_BY[0]: CREATED_BY[1],
+        JOB_TAG: job_name,
+        VOLUME_TAG: volume.volume_id,
+        INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
+        CREATED_AT_TAG: timestamp(moment),
+        RUN_TAG: run_id,
+    }
+    tags = dict(ours)
+    if copy_volume_tags:
+        for key, value in volume.tags.items():
+            if key.startswith("aws:") or key in ours or len(tags) >= MAX_TAGS:
+                continue
+            tags[key] = value
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+def is_owned_by(tags: Mapping[str, str], job_name: str) -> bool:
+    return tags.get(CREATED_BY[0]) == CREATED_BY[1] and tags.get(JOB_TAG) == job_name
+
+
+def paginate(client: EC2Client, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
+    """Items of every page, at the largest page size unless explicit ids forbid one."""
+    paginator = client.get_paginator(operation)  # type: ignore[call-overload]
+    explicit_ids = any(key.endswith("Ids") and key != "OwnerIds" for key in kwargs)
+    config = {} if explicit_ids else {"PageSize": PAGE_SIZE[operation]}
+    for page in paginator.paginate(PaginationConfig=config, **kwargs):
+        yield from page.get(result_key, [])
+
+
+class EbsSnapshot:
+    name: ClassVar[str] = "ebs-snapshot"
+
+    def __init__(self, job: JobConfig, options: Options) -> None:
+        self.job = job
+        self.options = options
+
+    @classmethod
+    def from_config(cls, job: JobConfig) -> Self:
+        problems: list[str] = []
+        raw = job.options
+        instance_tags = merge_tags(job, "instance_tag", "instance_tags", problems)
+        volume_tags = merge_tags(job, "volume_tag", "volume_tags", problems)
+        if problems:
+            raise ConfigError(problems)
+        lock = None
+        if "lock_mode" in raw:
+            lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
+        options = Options(
+            aws_region=raw["aws_region"],
+            policy=retention.Policy(retention_days=int(raw["retention"]),
+                                    min_keep=int(raw["min_keep"])),
+            instance_id=raw.get("instance_id"),
+            instance_tags=instance_tags,
+            volume_tags=volume_tags,
+            allow_empty=bool(raw["allow_empty"]),
+            copy_volume_tags=bool(raw["copy_volume_tags"]),
+            lock=lock,
+        )
+        return cls(job, options)
+
+    # --- the run ------------------------------------------------------------------------
+
+    def run(self, context: RunContext) -> JobResult:
+        session = context.session_factory(self.job)
+        client = ec2_client(session, self.options.aws_region, context.settings)
+        log = context.log
+        result = JobResult()
+
+        instance_id = self.options.instance_id
+        if instance_id == "local":
+            instance_id = local_instance_id(session)
+            log.info(f"instance_id 'local' is {instance_id}")
+        volumes = self.select_volumes(client, instance_id, context)
+        if not volumes:
+            what = self.describe_selection(instance_id)
+            if not self.options.allow_empty:
+                raise JobError(f"no volume matched ({what}): nothing would be backed up; fix the "
+                               "selection, or set allow_empty: true if that is expected")
+            log.warning(f"no volume matched ({what}); allow_empty is set, so this is not an error")
+
+        run_id = uuid.uuid4().hex
+        creations = self.create_snapshots(client, volumes, run_id, context)
+        for creation in creations:
+            if creation.error:
+                result.errors.append(creation.error)
+            elif creation.snapshot_id:
+                result.created += 1
+        failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
+
+        decisions = retention.plan(self.list_own_snapshots(client), context.now,
+                                   self.options.policy, protected_volumes=failed_volumes)
+        self.apply(client, decisions, result, context)
+        return result
+
+    def describe_selection(self, instance_id: str | None) -> str:
+        parts = [f"region {self.options.aws_region}"]
+        if instance_id:
+            parts.append(f"instance {instance_id}")
+        if self.options.instance_tags:
+            parts.append(f"instance tags {dict(self.options.instance_tags)}")
+        if self.options.volume_tags:
+            parts.append(f"volume tags {dict(self.options.volume_tags)}")
+        return ", ".join(parts)
+
+    # --- selecting ----------------------------------------------------------------------
+
+    def select_volumes(
+        self, client: EC2Client, instance_id: str | None, context: RunContext
+    ) -> list[Volume]:
+        log = context.log
+        volume_filters = filters_for_tags(self.options.volume_tags)
+        if instance_id is None and not self.options.instance_tags:
+            log.info(f"no instance_id or instance tags given: every instance in "
+                     f"{self.options.aws_region} is in scope")
+            raw_volumes = paginate(client, "describe_volumes", "Volumes", Filters=[
+                {"Name": "attachment.status", "Values": ["attached"]}, *volume_filters])
+            volumes = self.to_volumes(raw_volumes, instance_ids=None)
+        else:
+            instance_ids = self.find_instances(client, instance_id)
+            log.info(f"found {len(instance_ids)} instance(s): {', '.join(instance_ids) or '-'}")
+            volumes = []
+            for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
+                batch = instance_ids[start:start + INSTANCE_IDS_PER_CALL]
+                raw_volumes = paginate(client, "describe_volumes", "Volumes", Filters=[
+                    {"Name": "attachment.instance-id", "Values": batch}, *volume_filters])
+                volumes.extend(self.to_volumes(raw_volumes, instance_ids=set(batch)))
+        unique = {volume.volume_id: volume for volume in volumes}
+        volumes = [unique[key] for key in sorted(unique)]
+        log.info(f"found {len(volumes)} volume(s) to back up")
+        for volume in volumes:
+            log.info(f"volume {volume.volume_id} ({volume.name}) attached to "
+                     f"{', '.join(volume.instance_ids)}")
+        return volumes
+
+    def find_instances(self, client: EC2Client, instance_id: str | None) -> list[str]:
+        kwargs: dict[str, Any] = {"Filters": filters_for_tags(self.options.instance_tags)}
+        if instance_id:
+            kwargs["InstanceIds"] = [instance_id]
+        try:
+            reservations = list(paginate(client, "describe_instances", "Reservations", **kwargs))
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc).startswith("InvalidInstanceID"):
+                raise JobError(f"instance {instance_id} does not exist in region "
+                               f"{self.options.aws_region} ({error_code(exc)})") from None
+            raise
+        ids = [instance["InstanceId"] for reservation in reservations
+               for instance in reservation["Instances"]
+               if self.tags_match(tag_dict(instance.get("Tags")), self.options.instance_tags)]
+        return sorted(set(ids))
+
+    @staticmethod
+    def tags_match(tags: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
+        return all(tags.get(key) == value for key, value in wanted.items())
+
+    def to_volumes(self, raw_volumes: Iterator[Any], instance_ids: set[str] | None) -> list[Volume]:
+        """Volumes attached to the wanted instances, checked again here, not only by filter."""
+        volumes = []
+        for raw in raw_volumes:
+            tags = tag_dict(raw.get("Tags"))
+            if not self.tags_match(tags, self.options.volume_tags):
+                continue
+            attached_to = tuple(sorted(
+                a["InstanceId"] for a in raw.get("Attachments", [])
+                if a.get("State") == "attached"
+                and (instance_ids is None or a["InstanceId"] in instance_ids)))
+            if attached_to:
+                volume_id = raw["VolumeId"]
+                volumes.append(Volume(volume_id, tags.get("Name") or volume_id, attached_to, tags))
+        return volumes
+
+    # --- creating -----------------------------------------------------------------------
+
+    def create_snapshots(
+        self, client: EC2Client, volumes: list[Volume], run_id: str, context: RunContext
+    ) -> list[Creation]:
+        if not volumes:
+            return []
+
+        def create(volume: Volume) -> Creation:
+            return self.create_one(client, volume, run_id, context)
+
+        with ThreadPoolExecutor(max_workers=context.settings.concurrency,
+                                thread_name_prefix="create") as pool:
+            # map() yields in submission order, so the log reads volume by volume.
+            return list(pool.map(create, volumes))
+
+    def create_one(
+        self, client: EC2Client, volume: Volume, run_id: str, context: RunContext
+    ) -> Creation:
+        log = context.log
+        name = snapshot_name(volume, context.now)
+        if context.dry_run:
+            log.info(f"dry run: would create snapshot {name} of volume {volume.volume_id}")
+            return Creation(volume)
+        tags = snapshot_tags(volume, self.job.name, context.now, run_id,
+                             self.options.copy_volume_tags)
+        try:
+            response = client.create_snapshot(
+                VolumeId=volume.volume_id, Description=name,
+                TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            message = (f"volume {volume.volume_id} ({volume.name}): snapshot not created: "
+                       f"{explain(exc)}")
+            log.error(message + "; its older snapshots are all kept")
+            return Creation(volume, error=message)
+        snapshot_id = response["SnapshotId"]
+        log.info(f"created snapshot {snapshot_id} {name} of volume {volume.volume_id}")
+        creation = Creation(volume, snapshot_id=snapshot_id)
+        if self.options.lock:
+            creation.error = self.lock(client, snapshot_id, context)
+        return creation
+
+    def lock(self, client: EC2Client, snapshot_id: str, context: RunContext) -> str | None:
+        """Lock a new snapshot; an error message when that failed (the snapshot stays)."""
+        assert self.options.lock is not None
+        mode, days = self.options.lock.mode, self.options.lock.duration_days
+        try:
+            client.lock_snapshot(SnapshotId=snapshot_id, LockMode=mode,  # type: ignore[arg-type]
+                                 LockDuration=days)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            message = f"snapshot {snapshot_id} created but not locked: {explain(exc)}"
+            context.log.error(message)
+            return message
+        context.log.info(f"locked snapshot {snapshot_id} in {mode} mode for {days} day(s)")
+        return None
+
+    # --- rotating -----------------------------------------------------------------------
+
+    def list_own_snapshots(self, client: EC2Client) -> Iterator[retention.Snapshot]:
+        """This job's snapshots, streamed; the tag filter is checked again on our side."""
+        raw_snapshots = paginate(
+            client, "describe_snapshots", "Snapshots", OwnerIds=["self"],
+            Filters=[{"Name": f"tag:{CREATED_BY[0]}", "Values": [CREATED_BY[1]]},
+                     {"Name": f"tag:{JOB_TAG}", "Values": [self.job.name]}])
+        for raw in raw_snapshots:
+            tags = tag_dict(raw.get("Tags"))
+            if not is_owned_by(tags, self.job.name):
+                continue
+            yield retention.Snapshot(
+                snapshot_id=raw["SnapshotId"],
+                volume_id=tags.get(VOLUME_TAG) or raw.get("VolumeId", "unknown"),
+                start_time=raw["StartTime"],
+                state=raw.get("State", "completed"),
+                name=tags.get("Name") or raw.get("Description", ""),
+            )
+
+    def apply(
+        self, client: EC2Client, decisions: list[retention.Decision], result: JobResult,
+        context: RunContext,
+    ) -> None:
+        log = context.log
+        days = self.options.policy.retention_days
+        to_delete = []
+        for decision in decisions:
+            snap = decision.snapshot
+            if decision.delete:
+                to_delete.append(decision)
+            else:
+                result.kept += 1
+                log.info(f"kept snapshot {snap.snapshot_id} {snap.name} volume={snap.volume_id} "
+                         f"age={decision.age_days} retention={days} ({decision.reason})")
+        if not to_delete:
+            return
+
+        def delete(decision: retention.Decision) -> tuple[retention.Decision, str, str | None]:
+            return (decision, *self.delete_one(client, decision.snapshot.snapshot_id, context))
+
+        with ThreadPoolExecutor(max_workers=context.settings.concurrency,
+                                thread_name_prefix="delete") as pool:
+            for decision, outcome, detail in pool.map(delete, to_delete):
+                snap = decision.snapshot
+                what = (f"snapshot {snap.snapshot_id} {snap.name} volume={snap.volume_id} "
+                        f"age={decision.age_days} retention={days}")
+                if outcome == "deleted":
+                    result.deleted += 1
+                    log.info(f"deleted {what}{detail or ''}")
+                elif outcome == "dry-run":
+                    result.deleted += 1
+                    log.info(f"dry run: would delete {what}")
+                elif outcome == "skipped":
+                    result.skipped += 1
+                    log.warning(f"skipped {what}: {detail}")
+                else:
+                    message = f"could not delete {what}: {detail}"
+                    result.errors.append(message)
+                    log.error(message)
+
+    def delete_one(
+        self, client: EC2Client, snapshot_id: str, context: RunContext
+    ) -> tuple[str, str | None]:
+        """('deleted' | 'dry-run' | 'skipped' | 'failed', detail)."""
+        if context.dry_run:
+            return "dry-run", None
+        try:
+            client.delete_snapshot(SnapshotId=snapshot_id)
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            code, text = error_code(exc), error_message(exc)
+            if code == "InvalidSnapshot.NotFound":
+                return "deleted", " (already gone)"
+            if code == "InvalidSnapshot.InUse":
+                return "skipped", f"in use by an AMI ({text})"
+            if "lock" in code.lower() or "lock" in text.lower():
+                return "skipped", f"locked against deletion ({text})"
+            return "failed", explain(exc)
+        return "deleted", None

@@ -1,0 +1,110 @@
+"""Runs the jobs one after another; a failing job is reported and the others still run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import boto3
+import botocore.exceptions
+from loguru import logger
+
+from molibackup.aws import explain, make_session
+from molibackup.config import Config, JobConfig
+from molibackup.errors import ConfigError, JobError
+from molibackup.modules import REGISTRY
+from molibackup.modules.base import JobResult, Module, RunContext
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    job: JobConfig
+    module: Module
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    name: str
+    result: JobResult
+
+    @property
+    def ok(self) -> bool:
+        return self.result.ok
+
+
+def prepare(config: Config, selected: Sequence[str] = ()) -> list[PreparedJob]:
+    """The jobs to run, their module options parsed; every problem raised at once."""
+    problems: list[str] = []
+    for name in selected:
+        if config.job(name) is None:
+            known = ", ".join(job.name for job in config.jobs)
+            problems.append(f"{config.path}: no job named {name!r} (jobs in this file: {known})")
+    prepared = []
+    for job in config.jobs:
+        if selected and job.name not in selected:
+            continue
+        try:
+            prepared.append(PreparedJob(job, REGISTRY[job.module].from_config(job)))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ConfigError(problems)
+    return prepared
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def run_job(
+    prepared: PreparedJob,
+    config: Config,
+    force_dry_run: bool,
+    clock: Clock,
+    session_factory: Callable[[JobConfig], boto3.Session],
+) -> JobResult:
+    job = prepared.job
+    dry_run = force_dry_run or job.dryrun
+    log = logger.bind(job=job.name)
+    log.info(f"job {job.name}: starting ({job.module}{', dry run' if dry_run else ''})")
+    context = RunContext(job=job, settings=config.settings, dry_run=dry_run, now=clock(),
+                         log=log, session_factory=session_factory)
+    try:
+        return prepared.module.run(context)
+    except JobError as exc:
+        message = str(exc)
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        message = explain(exc)
+    except Exception as exc:  # one broken job must not stop the others
+        log.opt(exception=True).debug("traceback of the unexpected error")
+        message = f"unexpected error: {explain(exc)} (set loglevel: debug for the traceback)"
+    log.error(f"job {job.name} failed: {message}")
+    return JobResult(errors=[message])
+
+
+def run(
+    config: Config,
+    jobs: Sequence[PreparedJob],
+    force_dry_run: bool = False,
+    clock: Clock = utc_now,
+    session_factory: Callable[[JobConfig], boto3.Session] = make_session,
+) -> list[JobOutcome]:
+    outcomes = []
+    for prepared in jobs:
+        if not prepared.job.enabled:
+            logger.bind(job=prepared.job.name).info(
+                f"job {prepared.job.name}: disabled (enabled: false), not run")
+            continue
+        result = run_job(prepared, config, force_dry_run, clock, session_factory)
+        outcomes.append(JobOutcome(prepared.job.name, result))
+    for outcome in outcomes:
+        log = logger.bind(job=outcome.name)
+        status = "ok" if outcome.ok else "FAILED"
+        line = f"job {outcome.name}: {status}: {outcome.result.summary()}"
+        (log.info if outcome.ok else log.error)(line)
+    failed = sum(not outcome.ok for outcome in outcomes)
+    logger.info(f"{len(outcomes)} job(s) run: {len(outcomes) - failed} ok, {failed} failed")
+    return outcomes

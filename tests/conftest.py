@@ -1,0 +1,104 @@
+"""Shared fixtures: the EC2 emulator over real HTTP, a fleet builder, config files, the CLI."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from molibackup import cli
+from tests.support.emulator import Emulator
+from tests.support.fleet import REGION, Fleet
+
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+
+AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                 "AWS_ENDPOINT_URL", "AWS_RETRY_MODE", "AWS_MAX_ATTEMPTS",
+                 "AWS_EC2_METADATA_SERVICE_ENDPOINT", "MOLIBACKUP_CONFIG")
+
+
+@pytest.fixture(scope="session")
+def emulator() -> Iterator[Emulator]:
+    server = Emulator().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Emulator:
+    """A fresh emulator state, and an environment that reaches it and nothing else."""
+    emulator.reset()
+    for name in AWS_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDTESTING000000000")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "environment-secret-do-not-log")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", emulator.url)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return emulator
+
+
+@pytest.fixture
+def ec2(aws_env: Emulator) -> Any:
+    return boto3.client("ec2", region_name=REGION, endpoint_url=aws_env.url)
+
+
+@pytest.fixture
+def fleet(ec2: Any, aws_env: Emulator) -> Fleet:
+    return Fleet(ec2, aws_env)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config (a dict, or YAML text) to a file and return its path."""
+
+    def write(content: dict[str, Any] | str, name: str = "molibackup.yaml") -> Path:
+        path = tmp_path / name
+        text = content if isinstance(content, str) else yaml.safe_dump(content, sort_keys=False)
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@dataclass
+class CliRun:
+    status: int
+    log: str
+
+    @property
+    def lines(self) -> list[str]:
+        return self.log.splitlines()
+
+
+@pytest.fixture
+def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
+    """Run `molibackup ARGS` in this process, as `main(argv)`; return status and log."""
+
+    def run(*argv: str, **kwargs: Any) -> CliRun:
+        capsys.readouterr()
+        status = cli.main(list(argv), **kwargs)
+        captured = capsys.readouterr()
+        return CliRun(status, captured.err + captured.out)
+
+    return run
+
+
+def job(**options: Any) -> dict[str, Any]:
+    """An ebs-snapshot job in our test region; options override."""
+    return {"module": "ebs-snapshot", "aws_region": REGION, **options}
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -1,0 +1,209 @@
+"""An HTTP proxy in front of the EC2 emulator: pages, counts, delays and breaks EC2 calls.
+
+The emulator answers Describe* calls whole and ignores MaxResults/NextToken; real EC2 pages
+them. This proxy pages the emulator's answers so that pagination is really exercised, counts
+calls per action, and can add latency, EC2-style token-bucket throttling and faults.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+import urllib.parse
+import urllib.request
+import uuid
+import xml.etree.ElementTree as ET
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+NS = "http://ec2.amazonaws.com/doc/2016-11-15/"
+ET.register_namespace("", NS)
+PAGED_SETS = {
+    "DescribeSnapshots": "snapshotSet",
+    "DescribeVolumes": "volumeSet",
+    "DescribeInstances": "reservationSet",
+}
+MUTATING = frozenset({"CreateSnapshot", "DeleteSnapshot", "LockSnapshot", "CreateTags"})
+
+
+def error_body(code: str, message: str) -> bytes:
+    return (f'<?xml version="1.0" encoding="UTF-8"?><Response><Errors><Error><Code>{code}</Code>'
+            f"<Message>{message}</Message></Error></Errors>"
+            f"<RequestID>{uuid.uuid4()}</RequestID></Response>").encode()
+
+
+@dataclass
+class Fault:
+    """What to do with one call instead of (or after) forwarding it."""
+
+    status: int
+    code: str
+    message: str = "injected by the test proxy"
+    forward_first: bool = False  # the emulator acts, then the answer is lost
+
+
+FaultRule = Callable[[str, dict[str, str]], Fault | None]
+
+
+class TokenBucket:
+    """EC2's request-rate model: a burst capacity refilled at a fixed rate per second."""
+
+    def __init__(self, capacity: float, refill_per_second: float) -> None:
+        self.capacity = capacity
+        self.refill = refill_per_second
+        self.tokens = capacity
+        self.stamp = time.monotonic()
+        self.lock = threading.Lock()
+
+    def take(self) -> bool:
+        with self.lock:
+            now = time.monotonic()
+            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.refill)
+            self.stamp = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return True
+            return False
+
+
+@dataclass
+class ProxyState:
+    upstream: str
+    max_page: int | None = None
+    latency: float = 0.0
+    mutating_bucket: TokenBucket | None = None
+    describe_bucket: TokenBucket | None = None
+    fault_rules: list[FaultRule] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    answered: Counter[str] = field(default_factory=Counter)
+    throttled: Counter[str] = field(default_factory=Counter)
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    _pages: dict[str, list[bytes]] = field(default_factory=dict)
+
+    def reset_counts(self) -> None:
+        with self.lock:
+            self.calls.clear()
+            self.answered.clear()
+            self.throttled.clear()
+            self.requests.clear()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    state: ProxyState
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        params = dict(urllib.parse.parse_qsl(body.decode()))
+        action = params.get("Action", "?")
+        state = self.state
+        with state.lock:
+            state.calls[action] += 1
+            state.requests.append((action, params))
+        if state.latency:
+            time.sleep(state.latency)
+        bucket = state.mutating_bucket if action in MUTATING else state.describe_bucket
+        if bucket is not None and not bucket.take():
+            with state.lock:
+                state.throttled[action] += 1
+            self.reply(503, error_body("RequestLimitExceeded", "Request limit exceeded."))
+            return
+        fault = next((f for rule in state.fault_rules if (f := rule(action, params))), None)
+        if fault and not fault.forward_first:
+            self.reply(fault.status, error_body(fault.code, fault.message))
+            return
+        if action in PAGED_SETS:
+            status, answer = self.paged(action, params)
+        else:
+            status, answer = self.forward(body)
+        if fault:
+            self.reply(fault.status, error_body(fault.code, fault.message))
+            return
+        if status == 200:
+            with state.lock:
+                state.answered[action] += 1
+        self.reply(status, answer)
+
+    def forward(self, body: bytes) -> tuple[int, bytes]:
+        headers = {k: v for k, v in self.headers.items()
+                   if k.lower() not in {"host", "content-length", "connection"}}
+        request = urllib.request.Request(self.state.upstream + "/", data=body, headers=headers,
+                                         method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                return response.status, response.read()
+        except urllib.error.HTTPError as exc:
+            return exc.code, exc.read()
+
+    def paged(self, action: str, params: dict[str, str]) -> tuple[int, bytes]:
+        """Forward without paging parameters, then answer one page of the whole result."""
+        page_size = int(params.pop("MaxResults", 0)) or None
+        token = params.pop("NextToken", None)
+        if self.state.max_page:
+            page_size = min(page_size or self.state.max_page, self.state.max_page)
+        if token:
+            key, offset = base64.urlsafe_b64decode(token.encode()).decode().split(":")
+            items = self.state._pages.get(key)
+            if items is None:
+                return 400, error_body("InvalidNextToken", "The token is not valid.")
+            start = int(offset)
+        else:
+            status, answer = self.forward(urllib.parse.urlencode(params).encode())
+            if status != 200 or page_size is None:
+                return status, answer
+            root = ET.fromstring(answer)
+            item_set = root.find(f"{{{NS}}}{PAGED_SETS[action]}")
+            items = [ET.tostring(item) for item in list(item_set)] if item_set is not None else []
+            key = uuid.uuid4().hex
+            with self.state.lock:
+                self.state._pages[key] = items
+            start = 0
+        page = items[start:start + (page_size or len(items))]
+        next_token = None
+        if start + len(page) < len(items):
+            next_token = base64.urlsafe_b64encode(f"{key}:{start + len(page)}".encode()).decode()
+        root = ET.Element(f"{{{NS}}}{action}Response")
+        ET.SubElement(root, f"{{{NS}}}requestId").text = str(uuid.uuid4())
+        item_set = ET.SubElement(root, f"{{{NS}}}{PAGED_SETS[action]}")
+        for raw in page:
+            item_set.append(ET.fromstring(raw))
+        if next_token:
+            ET.SubElement(root, f"{{{NS}}}nextToken").text = next_token
+        return 200, ET.tostring(root, xml_declaration=True, encoding="UTF-8")
+
+    def reply(self, status: int, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "text/xml")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+class EC2Proxy:
+    def __init__(self, upstream: str, **options: Any) -> None:
+        self.state = ProxyState(upstream=upstream, **options)
+        handler = type("Handler", (_Handler,), {"state": self.state})
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> EC2Proxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def calls(self) -> Counter[str]:
+        return self.state.calls

@@ -1,0 +1,98 @@
+"""Builds a small fleet in the emulator, through the EC2 API like a user would."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tests.support.emulator import Emulator
+
+REGION = "us-west-2"
+AMI = "ami-12c6146b"  # one of the emulator's built-in images
+
+
+def tag_list(tags: dict[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in tags.items()]
+
+
+def tags_of(resource: dict[str, Any]) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in resource.get("Tags", [])}
+
+
+@dataclass
+class Instance:
+    instance_id: str
+    root_volume: str
+    volumes: dict[str, str] = field(default_factory=dict)  # Name -> volume id
+
+    @property
+    def all_volumes(self) -> list[str]:
+        return [self.root_volume, *self.volumes.values()]
+
+
+class Fleet:
+    def __init__(self, client: Any, emulator: Emulator, region: str = REGION) -> None:
+        self.client = client
+        self.emulator = emulator
+        self.region = region
+        self._devices = iter(f"/dev/sd{c}" for c in "fghijklmnop")
+
+    def instance(self, tags: dict[str, str] | None = None,
+                 volumes: dict[str, dict[str, str]] | None = None) -> Instance:
+        """An instance with its root volume, plus one data volume per entry (Name -> tags)."""
+        spec: dict[str, Any] = {"ImageId": AMI, "MinCount": 1, "MaxCount": 1}
+        if tags:
+            spec["TagSpecifications"] = [{"ResourceType": "instance", "Tags": tag_list(tags)}]
+        raw = self.client.run_instances(**spec)["Instances"][0]
+        root = raw["BlockDeviceMappings"][0]["Ebs"]["VolumeId"]
+        instance = Instance(raw["InstanceId"], root)
+        for name, volume_tags in (volumes or {}).items():
+            instance.volumes[name] = self.attached_volume(
+                instance.instance_id, {"Name": name, **volume_tags})
+        return instance
+
+    def attached_volume(self, instance_id: str, tags: dict[str, str]) -> str:
+        volume_id = self.volume(tags)
+        self.client.attach_volume(VolumeId=volume_id, InstanceId=instance_id,
+                                  Device=next(self._devices))
+        return volume_id
+
+    def volume(self, tags: dict[str, str]) -> str:
+        spec: dict[str, Any] = {"Size": 1, "AvailabilityZone": f"{self.region}a"}
+        if tags:
+            spec["TagSpecifications"] = [{"ResourceType": "volume", "Tags": tag_list(tags)}]
+        return str(self.client.create_volume(**spec)["VolumeId"])
+
+    def snapshot(self, volume_id: str, tags: dict[str, str] | None = None,
+                 age_days: float = 0, state: str | None = None) -> str:
+        spec: dict[str, Any] = {"VolumeId": volume_id, "Description": "made by hand"}
+        if tags:
+            spec["TagSpecifications"] = [{"ResourceType": "snapshot", "Tags": tag_list(tags)}]
+        snapshot_id = str(self.client.create_snapshot(**spec)["SnapshotId"])
+        if age_days:
+            self.emulator.set_snapshot_age(self.region, snapshot_id, age_days)
+        if state:
+            self.emulator.set_snapshot_state(self.region, snapshot_id, state)
+        return snapshot_id
+
+    def job_snapshot(self, volume_id: str, job: str, age_days: float,
+                     state: str | None = None) -> str:
+        """A snapshot as an earlier run of `job` would have left it."""
+        return self.snapshot(volume_id, {"CreatedBy": "molibackup", "molibackup:job": job,
+                                         "molibackup:volume-id": volume_id,
+                                         "Name": f"old-{age_days}d"},
+                             age_days=age_days, state=state)
+
+    def snapshots(self, **filters: str) -> list[dict[str, Any]]:
+        """Our account's snapshots, without the emulator's built-in AMI ones."""
+        aws_filters = [{"Name": f"tag:{k}", "Values": [v]} for k, v in filters.items()]
+        pages = self.client.get_paginator("describe_snapshots").paginate(
+            OwnerIds=["self"], Filters=aws_filters)
+        found = [s for page in pages for s in page["Snapshots"]]
+        return [s for s in found if not s.get("Description", "").startswith("Auto-created")]
+
+    def snapshot_ids(self) -> set[str]:
+        return {s["SnapshotId"] for s in self.snapshots()}
+
+    def job_snapshots(self, job: str) -> list[dict[str, Any]]:
+        return self.snapshots(**{"molibackup:job": job})

@@ -1,0 +1,64 @@
+"""The JSON Schema is the contract: valid, complete, and the single source of truth."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from molibackup.config import packaged_schema
+from molibackup.modules import REGISTRY
+
+ROOT = Path(__file__).resolve().parents[2]
+SCHEMA_FILE = ROOT / "schema" / "molibackup.schema.json"
+
+
+def load() -> dict[str, Any]:
+    return json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+
+
+def objects(node: Any, path: str = "#") -> Iterator[tuple[str, dict[str, Any]]]:
+    if isinstance(node, dict):
+        if node.get("type") == "object":
+            yield path, node
+        for key, value in node.items():
+            yield from objects(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from objects(value, f"{path}/{index}")
+
+
+def test_the_schema_is_a_valid_draft_07_schema() -> None:
+    schema = load()
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    jsonschema.Draft7Validator.check_schema(schema)
+
+
+def test_the_packaged_schema_is_byte_identical_to_the_source() -> None:
+    packaged = ROOT / "src" / "molibackup" / "schema.json"
+    assert packaged.read_bytes() == SCHEMA_FILE.read_bytes(), "run `make schema`"
+    assert packaged_schema() == load()
+
+
+def test_every_registered_module_is_in_the_schema_and_nothing_else_is() -> None:
+    schema = load()
+    assert set(schema["definitions"]["module"]["enum"]) == set(REGISTRY)
+    for name in REGISTRY:
+        assert name in schema["definitions"], f"module {name} has no options schema"
+
+
+def test_every_option_has_a_description() -> None:
+    for path, node in objects(load()):
+        for name, spec in node.get("properties", {}).items():
+            if "$ref" in spec:
+                continue
+            assert spec.get("description"), f"{path}/properties/{name} has no description"
+
+
+def test_every_object_with_options_refuses_unknown_ones() -> None:
+    for path, node in objects(load()):
+        if "properties" in node and path != "#/definitions/job":
+            assert node.get("additionalProperties") is False, f"{path} accepts unknown keys"
