@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help dev demo test lint typecheck pytest schema check-schema clean
+.PHONY: help dev demo test lint typecheck pytest schema docs clean
 
 help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
@@ -42,3 +42,6 @@ schema:
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+docs: $(STAMP)
+	$(BIN)/python scripts/config_reference.py --write README.md

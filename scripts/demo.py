@@ -20,8 +20,8 @@ import boto3
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tests.support.emulator import Emulator  # noqa: E402
-from tests.support.fleet import REGION, Fleet  # noqa: E402
+from tests.support.emulator import Emulator
+from tests.support.fleet import REGION, Fleet
 
 CONFIG = """\
 global:

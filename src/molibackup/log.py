@@ -7,6 +7,8 @@ Secrets are registered once and replaced by ``***`` in every record, whatever it
 from __future__ import annotations
 
 import json
+import logging
+import re
 import sys
 import threading
 from collections.abc import Iterable
@@ -36,11 +38,18 @@ def register_secrets(values: Iterable[str | None]) -> None:
         _secrets.update(value for value in values if value and len(value) >= 6)
 
 
+# Credentials the SDK obtains by itself (IRSA, Pod Identity, instance profile) may show in its
+# debug records before anyone could register them: redact them by their shape too.
+_CREDENTIAL_FIELDS = re.compile(
+    r"(?i)((?:x-amz-security-token|secretaccesskey|sessiontoken|secret_key|token|signature)"
+    r"""['"]?\s*[:=]\s*b?['"]?)([A-Za-z0-9/+=%_.-]{16,})""")
+
+
 def redact(text: str) -> str:
     for secret in _secrets:
         if secret in text:
             text = text.replace(secret, REDACTED)
-    return text
+    return _CREDENTIAL_FIELDS.sub(rf"\1{REDACTED}", text)
 
 
 def _patch(record: Record) -> None:
@@ -71,11 +80,44 @@ def _json_sink(stream: TextIO) -> Any:
     return write
 
 
+# The AWS SDK's own records that help at debug level: requests, retries, credentials.
+SDK_LOGGERS = ("botocore.credentials", "botocore.endpoint", "botocore.retries",
+               "botocore.retryhandler", "urllib3.connectionpool")
+
+
+class _SdkHandler(logging.Handler):
+    """Forwards the SDK's standard-library records to loguru (and so through redaction)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        logger.opt(depth=0).log("DEBUG", f"{record.name}: {message}")
+
+
+_sdk_handler = _SdkHandler()
+
+
+def _route_sdk_logs(enabled: bool) -> None:
+    for name in SDK_LOGGERS:
+        sdk_logger = logging.getLogger(name)
+        if enabled:
+            sdk_logger.setLevel(logging.DEBUG)
+            if _sdk_handler not in sdk_logger.handlers:
+                sdk_logger.addHandler(_sdk_handler)
+            sdk_logger.propagate = False
+        else:
+            sdk_logger.removeHandler(_sdk_handler)
+            sdk_logger.propagate = True
+
+
 def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     """(Re)configure the single stderr handler."""
     stream = sys.stderr if stream is None else stream
     logger.remove()
     logger.configure(patcher=_patch, extra={"job": None})
+    _route_sdk_logs(level == "debug")
     if fmt == "json":
         logger.add(_json_sink(stream), level=LEVELS[level], format="{message}",
                    backtrace=False, diagnose=False, colorize=False)

@@ -107,7 +107,7 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.state
         with state.lock:
             state.calls[action] += 1
-            state.requests.append((action, params))
+            state.requests.append((action, dict(params)))
         if state.latency:
             time.sleep(state.latency)
         bucket = state.mutating_bucket if action in MUTATING else state.describe_bucket
@@ -160,7 +160,8 @@ class _Handler(BaseHTTPRequestHandler):
             if status != 200 or page_size is None:
                 return status, answer
             root = ET.fromstring(answer)
-            item_set = root.find(f"{{{NS}}}{PAGED_SETS[action]}")
+            wanted = PAGED_SETS[action]
+            item_set = next((c for c in root if c.tag.rpartition("}")[2] == wanted), None)
             items = [ET.tostring(item) for item in list(item_set)] if item_set is not None else []
             key = uuid.uuid4().hex
             with self.state.lock:

@@ -49,6 +49,7 @@ class Module(Protocol):
     """A kind of backup. Registered by name in `molibackup.modules.REGISTRY`."""
 
     name: ClassVar[str]
+    permissions: ClassVar[frozenset[str]]
 
     @classmethod
     def from_config(cls, job: JobConfig) -> Self:

@@ -21,6 +21,7 @@ from molibackup import retention
 from molibackup.aws import ec2_client, error_code, error_message, explain, local_instance_id
 from molibackup.config import JobConfig
 from molibackup.errors import ConfigError, JobError
+from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext
 
 if TYPE_CHECKING:
@@ -148,6 +149,11 @@ def paginate(client: EC2Client, operation: str, result_key: str, **kwargs: Any) 
 
 class EbsSnapshot:
     name: ClassVar[str] = "ebs-snapshot"
+    #: Every EC2 action this module may call (the README's IAM policy grants exactly these).
+    permissions: ClassVar[frozenset[str]] = frozenset({
+        "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
+        "ec2:CreateSnapshot", "ec2:CreateTags", "ec2:DeleteSnapshot", "ec2:LockSnapshot",
+    })
 
     def __init__(self, job: JobConfig, options: Options) -> None:
         self.job = job
@@ -184,6 +190,13 @@ class EbsSnapshot:
         client = ec2_client(session, self.options.aws_region, context.settings)
         log = context.log
         result = JobResult()
+        credentials = session.get_credentials()
+        if credentials is not None:
+            frozen = credentials.get_frozen_credentials()
+            register_secrets([frozen.secret_key, frozen.token])
+        log.debug(f"region {self.options.aws_region}, endpoint {client.meta.endpoint_url}, "
+                  f"credentials from {credentials.method if credentials else 'nowhere'}, "
+                  f"retries {getattr(client.meta.config, 'retries', None)}")
 
         instance_id = self.options.instance_id
         if instance_id == "local":

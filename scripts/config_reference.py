@@ -1,0 +1,86 @@
+"""Render the configuration reference (Markdown tables) from the JSON Schema.
+
+`python scripts/config_reference.py` prints it; `--write README.md` replaces the part of the
+README between the config-reference markers. A test fails when the README is out of date.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "schema" / "molibackup.schema.json"
+START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
+
+
+def resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
+    """The option's own keys merged over what it references (allOf of one $ref)."""
+    merged = dict(spec)
+    for ref in [spec.get("$ref"), *[p.get("$ref") for p in spec.get("allOf", [])]]:
+        if ref:
+            target = schema
+            for part in ref.removeprefix("#/").split("/"):
+                target = target[part]
+            merged = {**target, **merged}
+    return merged
+
+
+def kind(spec: dict[str, Any]) -> str:
+    if "enum" in spec:
+        return " \\| ".join(f"`{v}`" for v in spec["enum"])
+    words = {"integer": "integer", "string": "string", "boolean": "boolean",
+             "object": "map of string to string"}
+    text = words.get(spec.get("type", ""), spec.get("type", ""))
+    bounds = []
+    if "minimum" in spec:
+        bounds.append(f"≥ {spec['minimum']}")
+    if "maximum" in spec:
+        bounds.append(f"≤ {spec['maximum']}")
+    return f"{text} {', '.join(bounds)}".strip()
+
+
+def table(schema: dict[str, Any], properties: dict[str, Any], required: list[str]) -> list[str]:
+    rows = ["| option | type | default | description |", "|---|---|---|---|"]
+    for name, raw in properties.items():
+        spec = resolve(schema, raw)
+        if name in required:
+            default = "**required**"
+        elif "default" in spec:
+            default = f"`{json.dumps(spec['default'])}`"
+        else:
+            default = "—"
+        description = spec.get("description", "").replace("|", "\\|")
+        rows.append(f"| `{name}` | {kind(spec)} | {default} | {description} |")
+    return rows
+
+
+def render() -> str:
+    schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
+    glob = schema["properties"]["global"]
+    module = schema["definitions"]["ebs-snapshot"]
+    lines = [START, "", "#### `global`", ""]
+    lines += table(schema, glob["properties"], glob.get("required", []))
+    lines += ["", "#### Jobs of `module: ebs-snapshot`", ""]
+    lines += table(schema, module["properties"], module.get("required", []))
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    reference = render()
+    if len(argv) == 2 and argv[0] == "--write":
+        path = Path(argv[1])
+        text = path.read_text(encoding="utf-8")
+        before, _, rest = text.partition(START)
+        _, _, after = rest.partition(END)
+        path.write_text(before + reference + after, encoding="utf-8")
+    else:
+        print(reference)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,230 @@
+"""The installed `molibackup` command as a subprocess: exit codes, logs, secrets."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from molibackup import __version__
+from tests.conftest import CliRun, job
+from tests.support.ec2proxy import EC2Proxy, Fault
+from tests.support.fleet import Fleet
+
+SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+
+
+def molibackup(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    executable = shutil.which("molibackup", path=str(Path(sys.executable).parent))
+    assert executable, "the molibackup console script is not installed"
+    return subprocess.run([executable, *args], capture_output=True, text=True, timeout=120,
+                          check=False,
+                          env=env if env is not None else dict(os.environ))
+
+
+def test_version() -> None:
+    result = molibackup("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"molibackup {__version__}"
+
+
+def test_python_dash_m_works_too() -> None:
+    result = subprocess.run([sys.executable, "-m", "molibackup", "--version"],
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0
+    assert __version__ in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        pytest.param(None, "file not found", id="missing-file"),
+        pytest.param("jobs: [\n", "invalid YAML at line 2", id="invalid-yaml"),
+        pytest.param("", "the file is empty", id="empty-file"),
+        pytest.param("jobs:\n  a: {module: ebs-snapshot, aws_region: us-west-2, retension: 3}\n",
+                     "jobs.a.retension: unknown option (did you mean 'retention'?)",
+                     id="unknown-option"),
+    ],
+)
+def test_a_config_problem_exits_1_with_one_line_and_no_traceback(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    path = tmp_path / "molibackup.yaml"
+    if content is not None:
+        path.write_text(content)
+    result = molibackup("-c", str(path))
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert str(path) in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_no_config_anywhere_exits_1(tmp_path: Path) -> None:
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}
+    result = molibackup(env=env)
+    assert result.returncode == 1
+    assert "no configuration file found" in result.stderr
+
+
+def test_the_config_is_found_through_the_environment_and_named_in_the_log(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"jobs": {"a": job(instance_tag="Backup=daily")}})
+    result = molibackup(env={**os.environ, "MOLIBACKUP_CONFIG": str(path)})
+    assert result.returncode == 0, result.stderr
+    assert f"configuration: {path}" in result.stderr
+
+
+def test_validate_checks_without_touching_aws(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    path = write_config({"jobs": {"a": job(instance_id="local"), "b": job(enabled=False)}})
+    env = {**os.environ, "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9"}  # nothing listens there
+    result = molibackup("-c", str(path), "--validate", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "configuration valid: 2 job(s): a, b" in result.stderr
+    broken = write_config({"jobs": {"a": job(retention=0)}}, name="broken.yaml")
+    assert molibackup("-c", str(broken), "--validate", env=env).returncode == 1
+
+
+def test_a_failing_job_exits_2_and_the_others_still_run(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"jobs": {
+        "first": job(instance_tag="Backup=daily"),
+        "broken": job(instance_id="i-0123456789abcdef0"),
+        "last": job(instance_tag="Backup=daily"),
+    }})
+    result = molibackup("-c", str(path))
+    assert result.returncode == 2
+    assert "job first: ok" in result.stderr
+    assert "job broken: FAILED" in result.stderr
+    assert "job last: ok" in result.stderr
+    assert "3 job(s) run: 2 ok, 1 failed" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert fleet.job_snapshots("first")
+    assert fleet.job_snapshots("last")
+
+
+def test_job_runs_only_the_named_jobs(
+    fleet: Fleet, write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"jobs": {name: job(instance_tag="Backup=daily")
+                                  for name in ("a", "b", "c")}})
+    result = run_cli("-c", str(path), "--job", "a", "--job", "c")
+    assert result.status == 0, result.log
+    assert fleet.job_snapshots("a")
+    assert fleet.job_snapshots("c")
+    assert not fleet.job_snapshots("b")
+
+
+def test_an_unknown_job_name_is_a_config_error(
+    write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
+) -> None:
+    path = write_config({"jobs": {"a": job()}})
+    result = run_cli("-c", str(path), "--job", "nope")
+    assert result.status == 1
+    assert f"{path}: no job named 'nope' (jobs in this file: a)" in result.log
+
+
+def test_disabled_jobs_are_not_run(
+    fleet: Fleet, write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"jobs": {"off": job(instance_tag="Backup=daily", enabled=False)}})
+    result = run_cli("-c", str(path))
+    assert result.status == 0
+    assert "disabled" in result.log
+    assert fleet.snapshots() == []
+
+
+def test_secrets_never_appear_in_the_log_even_at_debug_level(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"global": {"loglevel": "debug"}, "jobs": {
+        "keys": job(instance_tag="Backup=daily", accesskey_id="AKIAEXAMPLE",
+                    accesskey_secret=SECRET),
+        "crash": job(instance_tag="Backup=crash", accesskey_id="AKIAOTHER",
+                     accesskey_secret=SECRET + "2"),
+    }})
+    with EC2Proxy(aws_env.url) as proxy:
+        # An AWS error message that echoes the secret back must still be redacted.
+        proxy.state.fault_rules.append(lambda action, params: Fault(
+            400, "InvalidParameterValue", f"bad value {SECRET}2")
+            if action == "DescribeInstances" and "crash" in params.values() else None)
+        env = {**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url,
+               "AWS_SESSION_TOKEN": "session-token-value-secret"}
+        result = molibackup("-c", str(path), env=env)
+        json_result = molibackup("-c", str(path), "--log-format", "json", env=env)
+    assert result.returncode == json_result.returncode == 2
+    for output in (result.stderr, json_result.stderr):
+        assert "debug" in output.lower()
+        assert "bad value ***" in output
+        assert SECRET not in output
+        assert "session-token-value-secret" not in output
+        assert os.environ["AWS_SECRET_ACCESS_KEY"] not in output
+
+
+def test_json_logs_are_one_object_per_line_each_with_its_job(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"global": {"logformat": "json"},
+                         "jobs": {"web": job(instance_tag="Backup=daily")}})
+    result = molibackup("-c", str(path))
+    assert result.returncode == 0, result.stderr
+    records = [json.loads(line) for line in result.stderr.splitlines()]
+    assert {"time", "level", "message"} <= set(records[0])
+    job_records = [r for r in records if r.get("job") == "web"]
+    assert any("created snapshot" in r["message"] for r in job_records)
+    assert all(r["time"].endswith("+00:00") for r in records)
+
+
+def test_the_log_format_flag_overrides_the_config(
+    fleet: Fleet, write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
+) -> None:
+    path = write_config({"global": {"logformat": "json"}, "jobs": {"a": job()}})
+    result = run_cli("-c", str(path), "--validate", "--log-format", "text")
+    assert not result.log.lstrip().startswith("{")
+
+
+def test_an_unreachable_endpoint_fails_the_job_with_one_line(
+    aws_env: Any, write_config: Callable[..., Path]
+) -> None:
+    path = write_config({"global": {"max_attempts": 2},
+                         "jobs": {"a": job(instance_tag="Backup=daily")}})
+    env = {**os.environ, "AWS_ENDPOINT_URL_EC2": "http://127.0.0.1:9"}
+    result = molibackup("-c", str(path), env=env)
+    assert result.returncode == 2
+    assert "cannot reach the EC2 endpoint" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_a_denied_call_names_the_missing_permission(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"jobs": {"denied": job(instance_tag="Backup=daily"),
+                                  "allowed": job(instance_tag="Backup=daily")}})
+    with EC2Proxy(aws_env.url) as proxy:
+        proxy.state.fault_rules.append(lambda action, params: Fault(
+            403, "UnauthorizedOperation", "You are not authorized to perform this operation.")
+            if action == "CreateSnapshot" and any(
+                v == "denied" for v in params.values()) else None)
+        result = molibackup("-c", str(path),
+                            env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url})
+    assert result.returncode == 2
+    assert "not allowed to call ec2:CreateSnapshot (UnauthorizedOperation)" in result.stderr
+    assert "job allowed: ok" in result.stderr
