@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import boto3
 import botocore.exceptions
 from botocore.config import Config as BotoConfig
+from botocore.parsers import ResponseParserError
 from botocore.utils import IMDSFetcher
 
 from molibackup import __version__
@@ -29,6 +30,10 @@ CREDENTIAL_CODES = frozenset(
      "RequestExpired", "UnrecognizedClientException"}
 )
 THROTTLING_CODES = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException"})
+
+#: What an AWS call can raise that is about AWS, not about our code.
+AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
+              ResponseParserError)
 
 
 def make_session(job: JobConfig) -> boto3.Session:
@@ -111,9 +116,13 @@ def explain(exc: BaseException) -> str:
         return f"cannot reach the EC2 endpoint: {exc}"
     if isinstance(exc, botocore.exceptions.ReadTimeoutError):
         return f"the EC2 endpoint did not answer in time: {exc}"
+    if isinstance(exc, ResponseParserError):
+        return "the EC2 endpoint answered with something that is not an EC2 response " \
+               "(a proxy or emulator error page?)"
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return f"AWS call failed: {exc}"
-    return f"{type(exc).__name__}: {exc}"
+    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {first_line}"
 
 
 class _InstanceIdFetcher(IMDSFetcher):

@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import boto3
-import botocore.exceptions
 from loguru import logger
 
-from molibackup.aws import explain, make_session
+from molibackup.aws import AWS_ERRORS, explain, make_session
 from molibackup.config import Config, JobConfig
 from molibackup.errors import ConfigError, JobError
 from molibackup.modules import REGISTRY
@@ -76,7 +75,7 @@ def run_job(
         return prepared.module.run(context)
     except JobError as exc:
         message = str(exc)
-    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+    except AWS_ERRORS as exc:
         message = explain(exc)
     except Exception as exc:  # one broken job must not stop the others
         log.opt(exception=True).debug("traceback of the unexpected error")

@@ -18,7 +18,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 import botocore.exceptions
 
 from molibackup import retention
-from molibackup.aws import ec2_client, error_code, error_message, explain, local_instance_id
+from molibackup.aws import (
+    AWS_ERRORS,
+    ec2_client,
+    error_code,
+    error_message,
+    explain,
+    local_instance_id,
+)
 from molibackup.config import JobConfig
 from molibackup.errors import ConfigError, JobError
 from molibackup.log import register_secrets
@@ -92,7 +99,8 @@ class Volume:
 class Creation:
     volume: Volume
     snapshot_id: str | None = None
-    error: str | None = None
+    error: str | None = None  # the snapshot was not created
+    lock_error: str | None = None  # created, but not locked
 
 
 def tag_dict(tags: list[Any] | None) -> dict[str, str]:
@@ -213,10 +221,8 @@ class EbsSnapshot:
         run_id = uuid.uuid4().hex
         creations = self.create_snapshots(client, volumes, run_id, context)
         for creation in creations:
-            if creation.error:
-                result.errors.append(creation.error)
-            elif creation.snapshot_id:
-                result.created += 1
+            result.created += creation.snapshot_id is not None
+            result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
         failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
 
         decisions = retention.plan(self.list_own_snapshots(client), context.now,
@@ -330,7 +336,7 @@ class EbsSnapshot:
             response = client.create_snapshot(
                 VolumeId=volume.volume_id, Description=name,
                 TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             message = (f"volume {volume.volume_id} ({volume.name}): snapshot not created: "
                        f"{explain(exc)}")
             log.error(message + "; its older snapshots are all kept")
@@ -339,7 +345,7 @@ class EbsSnapshot:
         log.info(f"created snapshot {snapshot_id} {name} of volume {volume.volume_id}")
         creation = Creation(volume, snapshot_id=snapshot_id)
         if self.options.lock:
-            creation.error = self.lock(client, snapshot_id, context)
+            creation.lock_error = self.lock(client, snapshot_id, context)
         return creation
 
     def lock(self, client: EC2Client, snapshot_id: str, context: RunContext) -> str | None:
@@ -349,7 +355,7 @@ class EbsSnapshot:
         try:
             client.lock_snapshot(SnapshotId=snapshot_id, LockMode=mode,  # type: ignore[arg-type]
                                  LockDuration=days)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             message = f"snapshot {snapshot_id} created but not locked: {explain(exc)}"
             context.log.error(message)
             return message
@@ -425,7 +431,7 @@ class EbsSnapshot:
             return "dry-run", None
         try:
             client.delete_snapshot(SnapshotId=snapshot_id)
-        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        except AWS_ERRORS as exc:
             code, text = error_code(exc), error_message(exc)
             if code == "InvalidSnapshot.NotFound":
                 return "deleted", " (already gone)"
