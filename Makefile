@@ -6,13 +6,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help dev demo test lint typecheck pytest schema docs clean
+.PHONY: help dev demo test lint typecheck pytest schema docs clean lock docker-build \
+	docker-release docker-base
 
 help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make dev        create $(VENV) with molibackup and its development tools"
 	@echo "make schema     copy schema/molibackup.schema.json to where it is packaged"
+	@echo "make docker-build    build the container image (\$$IMAGE) for this platform"
+	@echo "make docker-release  reproducible build: same sources, same image digest"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -45,3 +48,45 @@ clean:
 
 docs: $(STAMP)
 	$(BIN)/python scripts/config_reference.py --write README.md
+
+lock: $(STAMP)
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.13 \
+		--no-header -o requirements.lock
+	$(BIN)/uv pip compile docker/build-requirements.in --generate-hashes \
+		--python-version 3.13 --no-header -o docker/build-requirements.lock
+
+# --- container image ---------------------------------------------------------------------
+# Works with podman or Docker: CONTAINER_ENGINE=docker to choose. BUILD_FLAGS passes extra
+# flags to the build (such as --build-arg BUILD_IMAGE=... RUNTIME_IMAGE=... for local bases).
+
+CONTAINER_ENGINE ?= $(shell command -v podman 2>/dev/null || command -v docker 2>/dev/null)
+VERSION := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/molibackup/__init__.py)
+REVISION := $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+SOURCE_DATE_EPOCH ?= $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
+IMAGE ?= localhost/molibackup:$(VERSION)
+BUILD_FLAGS ?=
+ENGINE_NAME = $(notdir $(CONTAINER_ENGINE))
+IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION)
+
+docker-build:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "no podman or docker found"; exit 1; }
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(IMAGE_ARGS) -t $(IMAGE) .
+
+# Same commit, same bytes: timestamps clamped to the last commit's time, layers rewritten.
+docker-release:
+	@test -n "$(CONTAINER_ENGINE)" || { echo "no podman or docker found"; exit 1; }
+ifeq ($(ENGINE_NAME),docker)
+	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) docker buildx build $(BUILD_FLAGS) $(IMAGE_ARGS) \
+		--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+		--output type=docker,name=$(IMAGE),rewrite-timestamp=true .
+else
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(IMAGE_ARGS) \
+		--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) --timestamp $(SOURCE_DATE_EPOCH) \
+		-t $(IMAGE) .
+endif
+	@echo "$(IMAGE) $$($(CONTAINER_ENGINE) image inspect --format '{{.Id}}' $(IMAGE))"
+
+# A local Debian 13 base for machines that cannot pull public images (see docker/local-base.sh).
+docker-base:
+	docker/local-base.sh

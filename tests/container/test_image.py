@@ -1,0 +1,109 @@
+"""The container image, built from the Dockerfile and run as users run it."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import job
+from tests.container.conftest import build_flags, make, run
+from tests.support.fleet import Fleet
+
+pytestmark = pytest.mark.container
+
+
+def docker_run(engine: str, image: str, *args: str, config: Path | None = None,
+               env: dict[str, str] | None = None) -> Any:
+    cmd = [engine, "run", "--rm", "--read-only", "--network", "host"]
+    if config is not None:
+        cmd += ["-v", f"{config}:/config/molibackup.yaml:ro"]
+    for key, value in (env or {}).items():
+        cmd += ["-e", f"{key}={value}"]
+    return run(*cmd, image, *args, timeout=300, check=False)
+
+
+def test_it_answers_version_as_its_non_root_user(engine: str, image: str) -> None:
+    result = docker_run(engine, image, "--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("molibackup ")
+    ids = run(engine, "run", "--rm", "--entrypoint", "/opt/molibackup/bin/python", image,
+              "-c", "import os; print(os.getuid(), os.getgid())").stdout.split()
+    assert ids == ["65532", "65532"]
+
+
+def test_the_image_is_configured_as_documented(engine: str, image: str) -> None:
+    (info,) = json.loads(run(engine, "image", "inspect", image).stdout)
+    config = info["Config"]
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == ["molibackup"]
+    env = dict(item.split("=", 1) for item in config["Env"])
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["PYTHONUNBUFFERED"] == "1"
+    labels = config["Labels"]
+    for label in ("source", "version", "revision", "licenses"):
+        assert labels.get(f"org.opencontainers.image.{label}"), label
+
+
+def test_the_final_image_holds_no_pip_and_no_build_tools(engine: str, image: str) -> None:
+    probe = ("import importlib.util, os; "
+             "print(importlib.util.find_spec('pip') is None, "
+             "os.path.exists('/opt/build-tools'), os.path.exists('/src'))")
+    result = run(engine, "run", "--rm", "--entrypoint", "/opt/molibackup/bin/python", image,
+                 "-c", probe)
+    assert result.stdout.split() == ["True", "False", "False"]
+
+
+def test_it_runs_a_real_job_read_only_against_the_emulator(
+    engine: str, image: str, aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    web = fleet.instance({"Backup": "daily"}, {"web-data": {}})
+    expired = {fleet.job_snapshot(web.volumes["web-data"], "web", age_days=d) for d in (60, 61)}
+    config = write_config({"jobs": {"web": job(instance_tag="Backup=daily", retention=30)}})
+    config.chmod(0o444)
+    result = docker_run(engine, image, "-c", "/config/molibackup.yaml", config=config, env={
+        "AWS_ENDPOINT_URL_EC2": aws_env.url, "AWS_ACCESS_KEY_ID": "AKIDCONTAINER",
+        "AWS_SECRET_ACCESS_KEY": "container-secret", "AWS_EC2_METADATA_DISABLED": "true"})
+    assert result.returncode == 0, result.stderr
+    new = fleet.job_snapshots("web")
+    assert sorted(s["VolumeId"] for s in new) == sorted(web.all_volumes)
+    assert not expired & fleet.snapshot_ids()
+    assert "container-secret" not in result.stderr
+
+
+def test_a_broken_config_exits_1_with_a_clear_message(
+    engine: str, image: str, write_config: Callable[..., Path]
+) -> None:
+    config = write_config("jobs:\n  web: {module: ebs-snapshot, retention: ninety}\n")
+    result = docker_run(engine, image, "-c", "/config/molibackup.yaml", config=config)
+    assert result.returncode == 1
+    assert "/config/molibackup.yaml: jobs.web.retention: must be a whole number" in result.stderr
+    assert "missing required option 'aws_region'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_the_image_adds_less_than_60_mb_to_its_base(engine: str, image: str) -> None:
+    runtime_base = next((flag.split("=", 1)[1] for flag in build_flags()
+                         if flag.startswith("RUNTIME_IMAGE=")), None)
+    if runtime_base is None:
+        pytest.skip("the runtime base is the public image; set RUNTIME_IMAGE in "
+                    "CONTAINER_BUILD_FLAGS to measure against a local one")
+    sizes = [int(run(engine, "image", "inspect", "--format", "{{.Size}}", name).stdout)
+             for name in (image, runtime_base)]
+    added_mb = (sizes[0] - sizes[1]) / 1e6
+    print(f"image adds {added_mb:.1f} MB over {runtime_base}")
+    assert added_mb < 60
+
+
+def test_two_release_builds_of_the_same_commit_have_the_same_digest(engine: str) -> None:
+    name = "localhost/molibackup:release-test"
+    digests = []
+    for _ in range(2):
+        output = make("docker-release", engine, name, "--no-cache")
+        digests.append(output.strip().splitlines()[-1].split()[-1])
+        run(engine, "rmi", "-f", name, check=False)
+    assert len(digests[0].removeprefix("sha256:")) == 64
+    assert digests[0] == digests[1]
