@@ -7,13 +7,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help dev demo test lint typecheck pytest schema docs clean lock docker-build \
-	docker-release docker-base
+	docker-release docker-base chart test-cluster
 
 help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make dev        create $(VENV) with molibackup and its development tools"
 	@echo "make schema     copy schema/molibackup.schema.json to where it is packaged"
+	@echo "make chart      copy the schema into the chart, regenerate its values schema and docs"
+	@echo "make test-cluster   install the chart into \$$KUBECONFIG's cluster and run each job"
 	@echo "make docker-build    build the container image (\$$IMAGE) for this platform"
 	@echo "make docker-release  reproducible build: same sources, same image digest"
 
@@ -42,6 +44,17 @@ test: lint typecheck pytest
 
 schema:
 	cp schema/molibackup.schema.json src/molibackup/schema.json
+
+# The chart embeds the schema: copy it, then regenerate values.schema.json and the values table.
+chart: $(STAMP) schema
+	cp schema/molibackup.schema.json chart/files/molibackup.schema.json
+	$(BIN)/python scripts/chart_schema.py
+	$(BIN)/python scripts/chart_docs.py
+
+# Installs the chart into the cluster of $$KUBECONFIG (kind, EKS...) and runs each CronJob once.
+test-cluster: $(STAMP)
+	@test -n "$$KUBECONFIG" || { echo "set KUBECONFIG to a cluster (for example: kind create cluster)"; exit 1; }
+	$(BIN)/pytest -m cluster tests/cluster
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
