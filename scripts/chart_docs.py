@@ -29,10 +29,10 @@ def resolve(schema: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
 
 def rows(schema: dict[str, Any], node: dict[str, Any], values: Any, prefix: str) -> list[str]:
     lines = []
-    for key, spec in node.get("properties", {}).items():
+    for key, raw_spec in node.get("properties", {}).items():
         if key == "global":
             continue
-        spec = resolve(schema, spec)
+        spec = resolve(schema, raw_spec)
         path = f"{prefix}{key}"
         value = values.get(key) if isinstance(values, dict) else None
         nested = spec.get("properties") and spec.get("additionalProperties") is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,9 +12,15 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from molibackup import __version__
 from tests.chart.helm import CHART, notes, of_kind, render, render_files, web_job
 
 ROOT = CHART.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+import chart_docs  # noqa: E402
+import chart_schema  # noqa: E402
+
 KUBERNETES_VERSIONS = ["1.29", "1.33", "1.37"]
 
 VALUE_SETS = {
@@ -102,11 +109,6 @@ def test_the_chart_copy_of_the_schema_is_the_source_one() -> None:
 
 
 def test_the_values_schema_is_generated_from_the_runner_schema() -> None:
-    import sys
-    sys.path.insert(0, str(ROOT / "scripts"))
-    import chart_docs
-    import chart_schema
-
     assert (CHART / "values.schema.json").read_text() == chart_schema.render(), "make chart"
     assert chart_docs.render() in (CHART / "README.md").read_text(), "run `make chart`"
     schema = json.loads((CHART / "values.schema.json").read_text())
@@ -210,7 +212,7 @@ def test_irsa_and_a_key_secret_together_are_refused() -> None:
 def test_static_keys_in_a_job_config_are_refused() -> None:
     job = web_job()
     job["config"].update(accesskey_id="AKIAEXAMPLE", accesskey_secret="secret-value")
-    with pytest.raises(helm_python.HelmRenderError, match="set credentials.existingSecret"):
+    with pytest.raises(helm_python.HelmRenderError, match=r"set credentials\.existingSecret"):
         render_files({"jobs": {"web-daily": job}})
 
 
@@ -273,7 +275,5 @@ def test_the_readme_example_values_are_valid() -> None:
 
 def test_chart_and_package_versions_agree() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    from molibackup import __version__
-
     assert chart["appVersion"] == __version__
     assert Path(CHART / "values.yaml").is_file()
