@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 from typing import TYPE_CHECKING
 
 import boto3
@@ -19,8 +20,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 DEFAULT_MAX_ATTEMPTS = 10
-CONNECT_TIMEOUT = 10
-READ_TIMEOUT = 60
 
 PERMISSION_CODES = frozenset(
     {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "Forbidden"}
@@ -64,19 +63,62 @@ def retry_settings(
     return {"mode": mode, "total_max_attempts": max(1, attempts)}
 
 
-def client_config(settings: GlobalSettings) -> BotoConfig:
+def client_config(settings: GlobalSettings, max_attempts: int | None = None) -> BotoConfig:
+    retries = retry_settings(settings)
+    if max_attempts is not None:
+        retries["total_max_attempts"] = max_attempts
     return BotoConfig(
-        retries=retry_settings(settings),  # type: ignore[arg-type]
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
+        retries=retries,  # type: ignore[arg-type]
+        connect_timeout=settings.connect_timeout,
+        read_timeout=settings.read_timeout,
         max_pool_connections=settings.concurrency + 2,
         user_agent_extra=f"molibackup/{__version__}",
     )
 
 
-def ec2_client(session: boto3.Session, region: str, settings: GlobalSettings) -> EC2Client:
-    """One client per job: botocore clients are thread-safe and share a connection pool."""
-    return session.client("ec2", region_name=region, config=client_config(settings))
+def ec2_client(
+    session: boto3.Session, region: str, settings: GlobalSettings, max_attempts: int | None = None
+) -> EC2Client:
+    """A client for one job: botocore clients are thread-safe and share a connection pool.
+
+    With adaptive retries each client paces itself from the throttling it sees, so a client
+    per EC2 throttling bucket (describe, create, delete) learns each bucket's own rate.
+    """
+    return session.client("ec2", region_name=region,
+                          config=client_config(settings, max_attempts))
+
+
+# --- classifying failures of calls that must not be blindly retried ----------------------
+
+NOT_SENT = "not-sent"  # safe to send again
+MAYBE_DONE = "maybe-done"  # EC2 may have acted: look before sending again
+FINAL = "final"  # retrying will not help
+
+SERVER_ERROR_CODES = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable",
+                                "Unavailable", "ServerInternal"})
+
+
+def failure_kind(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = error_code(exc)
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if code in THROTTLING_CODES:
+            return NOT_SENT
+        if code in SERVER_ERROR_CODES or status >= 500:
+            return MAYBE_DONE
+        return FINAL
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError
+                  | botocore.exceptions.ConnectTimeoutError):
+        return NOT_SENT
+    if isinstance(exc, botocore.exceptions.ReadTimeoutError
+                  | botocore.exceptions.ConnectionClosedError | ResponseParserError):
+        return MAYBE_DONE
+    return FINAL
+
+
+def backoff_delay(attempt: int, cap: float = 20.0) -> float:
+    """Full-jitter exponential backoff, as botocore's standard mode does it."""
+    return random.uniform(0, min(cap, 0.5 * 2**attempt))
 
 
 def error_code(exc: BaseException) -> str:

@@ -33,6 +33,8 @@ class GlobalSettings:
     logformat: str = "text"
     concurrency: int = 8
     max_attempts: int | None = None
+    connect_timeout: int = 10
+    read_timeout: int = 60
 
 
 @dataclass(frozen=True)
@@ -327,6 +329,8 @@ def build_config(data: Any, schema: Mapping[str, Any], source: Path) -> Config:
         logformat=raw_global["logformat"],
         concurrency=raw_global["concurrency"],
         max_attempts=raw_global.get("max_attempts"),
+        connect_timeout=raw_global["connect_timeout"],
+        read_timeout=raw_global["read_timeout"],
     )
     jobs = []
     for name, raw_job in data["jobs"].items():

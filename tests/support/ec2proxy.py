@@ -8,6 +8,7 @@ calls per action, and can add latency, EC2-style token-bucket throttling and fau
 from __future__ import annotations
 
 import base64
+import random
 import threading
 import time
 import urllib.parse
@@ -208,3 +209,26 @@ class EC2Proxy:
     @property
     def calls(self) -> Counter[str]:
         return self.state.calls
+
+
+def random_faults(rate: float, seed: int, actions: set[str] | None = None,
+                  faults: tuple[Fault, ...] | None = None) -> FaultRule:
+    """A rule failing about `rate` of the calls (of `actions`, default all), reproducibly."""
+    rng = random.Random(seed)
+    lock = threading.Lock()
+    choices = faults or (Fault(503, "RequestLimitExceeded", "Request limit exceeded."),
+                         Fault(500, "InternalError", "An internal error has occurred."),
+                         Fault(503, "Unavailable", "The service is unavailable."))
+
+    def rule(action: str, params: dict[str, str]) -> Fault | None:
+        if actions is not None and action not in actions:
+            return None
+        with lock:
+            if rng.random() < rate:
+                return rng.choice(choices)
+        return None
+
+    return rule
+
+
+LOST_ANSWER = Fault(500, "InternalError", "An internal error has occurred.", forward_first=True)

@@ -35,7 +35,7 @@ class Fleet:
         self.client = client
         self.emulator = emulator
         self.region = region
-        self._devices = iter(f"/dev/sd{c}" for c in "fghijklmnop")
+        self._devices: dict[str, int] = {}
 
     def instance(self, tags: dict[str, str] | None = None,
                  volumes: dict[str, dict[str, str]] | None = None) -> Instance:
@@ -53,8 +53,10 @@ class Fleet:
 
     def attached_volume(self, instance_id: str, tags: dict[str, str]) -> str:
         volume_id = self.volume(tags)
+        index = self._devices.get(instance_id, 0)
+        self._devices[instance_id] = index + 1
         self.client.attach_volume(VolumeId=volume_id, InstanceId=instance_id,
-                                  Device=next(self._devices))
+                                  Device=f"/dev/sd{'fghijklmnop'[index]}")
         return volume_id
 
     def volume(self, tags: dict[str, str]) -> str:

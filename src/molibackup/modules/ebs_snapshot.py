@@ -8,6 +8,7 @@ considered for deletion.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -20,11 +21,16 @@ import botocore.exceptions
 from molibackup import retention
 from molibackup.aws import (
     AWS_ERRORS,
+    FINAL,
+    MAYBE_DONE,
+    backoff_delay,
     ec2_client,
     error_code,
     error_message,
     explain,
+    failure_kind,
     local_instance_id,
+    retry_settings,
 )
 from molibackup.config import JobConfig
 from molibackup.errors import ConfigError, JobError
@@ -44,6 +50,8 @@ RUN_TAG = "molibackup:run-id"
 MAX_TAGS = 50  # EC2's limit per resource
 MAX_DESCRIPTION = 255
 INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
+# EC2 allows one snapshot of a volume every 15 seconds (SnapshotCreationPerVolumeRateExceeded).
+PER_VOLUME_RATE_WAIT = 15.0
 # The largest page each Describe call allows: fewer calls, and paginated calls fall into
 # EC2's larger throttling bucket.
 PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000}
@@ -155,6 +163,75 @@ def paginate(client: EC2Client, operation: str, result_key: str, **kwargs: Any) 
         yield from page.get(result_key, [])
 
 
+class Creator:
+    """Creates snapshots without duplicates: CreateSnapshot's retries, done by hand.
+
+    Throttled or unsent requests are sent again after a backoff. When EC2 may have acted but
+    the answer was lost (a 5xx, a timeout, a dropped connection), the run's snapshot of that
+    volume is looked for by its run-id tag first, and only created again if it is not there.
+    EC2's per-volume limits are waited out (one snapshot per volume every 15 s) or reported
+    (too many snapshots of the volume in progress), never retried in a tight loop.
+    """
+
+    def __init__(self, job_name: str, client: EC2Client, reader: EC2Client, run_id: str,
+                 context: RunContext) -> None:
+        self.job_name = job_name
+        self.client = client
+        self.reader = reader
+        self.run_id = run_id
+        self.log = context.log
+        self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
+
+    def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
+               ) -> tuple[str | None, str | None]:
+        """(snapshot id, None) or (None, why it failed)."""
+        last_error = "no attempt made"
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.client.create_snapshot(
+                    VolumeId=volume.volume_id, Description=name,
+                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
+                return response["SnapshotId"], None
+            except AWS_ERRORS as exc:
+                last_error = explain(exc)
+                code, kind = error_code(exc), failure_kind(exc)
+                if code == "ConcurrentSnapshotLimitExceeded":
+                    return None, (f"{last_error} (too many snapshots of this volume are still "
+                                  "in progress; it will be snapshotted on a later run)")
+                if code == "SnapshotCreationPerVolumeRateExceeded":
+                    self.log.warning(f"volume {volume.volume_id}: EC2 allows one snapshot per "
+                                     f"volume every {PER_VOLUME_RATE_WAIT:.0f} s; waiting")
+                    time.sleep(PER_VOLUME_RATE_WAIT)
+                    continue
+                if kind == FINAL:
+                    return None, last_error
+                if kind == MAYBE_DONE:
+                    found = self.find_lost(volume)
+                    if found:
+                        self.log.warning(f"volume {volume.volume_id}: the answer to "
+                                         f"CreateSnapshot was lost ({last_error}); found the "
+                                         f"snapshot it made: {found}")
+                        return found, None
+                if attempt < self.max_attempts:
+                    time.sleep(backoff_delay(attempt))
+        return None, f"{last_error} (after {self.max_attempts} attempts)"
+
+    def find_lost(self, volume: Volume) -> str | None:
+        """The snapshot of this volume made by this run, if a lost call made one."""
+        try:
+            found = self.reader.describe_snapshots(OwnerIds=["self"], Filters=[
+                {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
+                {"Name": f"tag:{VOLUME_TAG}", "Values": [volume.volume_id]},
+                {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},
+            ])["Snapshots"]
+        except AWS_ERRORS as exc:
+            self.log.warning(f"volume {volume.volume_id}: could not look for a snapshot a lost "
+                             f"call may have made: {explain(exc)}")
+            return None
+        ids = sorted(s["SnapshotId"] for s in found)
+        return ids[0] if ids else None
+
+
 class EbsSnapshot:
     name: ClassVar[str] = "ebs-snapshot"
     #: Every EC2 action this module may call (the README's IAM policy grants exactly these).
@@ -219,7 +296,12 @@ class EbsSnapshot:
             log.warning(f"no volume matched ({what}); allow_empty is set, so this is not an error")
 
         run_id = uuid.uuid4().hex
-        creations = self.create_snapshots(client, volumes, run_id, context)
+        # CreateSnapshot has no idempotency token: its retries are ours, so that an answer
+        # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
+        creator = Creator(self.job.name, ec2_client(session, self.options.aws_region,
+                                                    context.settings, max_attempts=1),
+                          client, run_id, context)
+        creations = self.create_snapshots(creator, volumes, context)
         for creation in creations:
             result.created += creation.snapshot_id is not None
             result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
@@ -309,43 +391,37 @@ class EbsSnapshot:
     # --- creating -----------------------------------------------------------------------
 
     def create_snapshots(
-        self, client: EC2Client, volumes: list[Volume], run_id: str, context: RunContext
+        self, creator: Creator, volumes: list[Volume], context: RunContext
     ) -> list[Creation]:
         if not volumes:
             return []
 
         def create(volume: Volume) -> Creation:
-            return self.create_one(client, volume, run_id, context)
+            return self.create_one(creator, volume, context)
 
         with ThreadPoolExecutor(max_workers=context.settings.concurrency,
                                 thread_name_prefix="create") as pool:
             # map() yields in submission order, so the log reads volume by volume.
             return list(pool.map(create, volumes))
 
-    def create_one(
-        self, client: EC2Client, volume: Volume, run_id: str, context: RunContext
-    ) -> Creation:
+    def create_one(self, creator: Creator, volume: Volume, context: RunContext) -> Creation:
         log = context.log
         name = snapshot_name(volume, context.now)
         if context.dry_run:
             log.info(f"dry run: would create snapshot {name} of volume {volume.volume_id}")
             return Creation(volume)
-        tags = snapshot_tags(volume, self.job.name, context.now, run_id,
+        tags = snapshot_tags(volume, self.job.name, context.now, creator.run_id,
                              self.options.copy_volume_tags)
-        try:
-            response = client.create_snapshot(
-                VolumeId=volume.volume_id, Description=name,
-                TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
-        except AWS_ERRORS as exc:
-            message = (f"volume {volume.volume_id} ({volume.name}): snapshot not created: "
-                       f"{explain(exc)}")
+        snapshot_id, error = creator.create(volume, name, tags)
+        if error is not None:
+            message = f"volume {volume.volume_id} ({volume.name}): snapshot not created: {error}"
             log.error(message + "; its older snapshots are all kept")
             return Creation(volume, error=message)
-        snapshot_id = response["SnapshotId"]
+        assert snapshot_id is not None
         log.info(f"created snapshot {snapshot_id} {name} of volume {volume.volume_id}")
         creation = Creation(volume, snapshot_id=snapshot_id)
         if self.options.lock:
-            creation.lock_error = self.lock(client, snapshot_id, context)
+            creation.lock_error = self.lock(creator.client, snapshot_id, context)
         return creation
 
     def lock(self, client: EC2Client, snapshot_id: str, context: RunContext) -> str | None:
