@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help dev demo test lint typecheck pytest schema docs clean lock docker-build \
-	docker-release docker-base chart test-cluster
+	docker-release docker-base chart test-cluster bench
 
 help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make dev        create $(VENV) with molibackup and its development tools"
+	@echo "make bench      fleet-scale benchmark: speed, throttling, memory (a few minutes)"
 	@echo "make schema     copy schema/molibackup.schema.json to where it is packaged"
 	@echo "make chart      copy the schema into the chart, regenerate its values schema and docs"
 	@echo "make test-cluster   install the chart into \$$KUBECONFIG's cluster and run each job"
@@ -32,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/python scripts/demo.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff check src tests scripts bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy src
@@ -58,6 +59,10 @@ test-cluster: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache
+
+# Fleet-scale benchmark against the emulator (a few minutes): speed, throttling, memory.
+bench: $(STAMP)
+	$(BIN)/python bench/benchmark.py
 
 docs: $(STAMP)
 	$(BIN)/python scripts/config_reference.py --write README.md

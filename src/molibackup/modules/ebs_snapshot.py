@@ -8,6 +8,7 @@ considered for deletion.
 
 from __future__ import annotations
 
+import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -450,11 +451,14 @@ class EbsSnapshot:
             tags = tag_dict(raw.get("Tags"))
             if not is_owned_by(tags, self.job.name):
                 continue
+            # Only what a decision needs, in compact form: 100,000 snapshots must fit in a
+            # small pod. Volume ids and states repeat (interned); botocore's timestamps carry
+            # a time zone object each, replaced by the shared UTC one.
             yield retention.Snapshot(
                 snapshot_id=raw["SnapshotId"],
-                volume_id=tags.get(VOLUME_TAG) or raw.get("VolumeId", "unknown"),
-                start_time=raw["StartTime"],
-                state=raw.get("State", "completed"),
+                volume_id=sys.intern(tags.get(VOLUME_TAG) or raw.get("VolumeId", "unknown")),
+                start_time=raw["StartTime"].astimezone(UTC),
+                state=sys.intern(raw.get("State", "completed")),
                 name=tags.get("Name") or raw.get("Description", ""),
             )
 

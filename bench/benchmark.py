@@ -1,0 +1,249 @@
+"""`make bench`: molibackup at fleet scale, against the EC2 emulator behind a shaping proxy.
+
+Three measurements, each reported as a ratio taken within this one run (the machines are
+shared and noisy, so absolute seconds mean little):
+
+1. speed: our run vs a straightforward sequential implementation of the same job (one
+   instance, one volume, one call at a time), every call delayed by 50 ms;
+2. throttling: our run under EC2-style token buckets vs the lower bound those buckets impose,
+   (mutating calls - burst) / refill, with no call left failed;
+3. memory: peak RSS of a run whose job owns 100,000 snapshots.
+
+    python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import boto3
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.support.ec2proxy import EC2Proxy, TokenBucket  # noqa: E402
+from tests.support.emulator import Emulator, index_tag_lookups  # noqa: E402
+from tests.support.fleet import REGION, Fleet  # noqa: E402
+
+from molibackup import cli  # noqa: E402
+
+JOB = "bench"
+LATENCY = 0.05
+
+
+@dataclass
+class Outcome:
+    seconds: float
+    calls: int
+    creates: int
+    deletes: int
+    failed: bool
+
+
+def build_fleet(emulator: Emulator, volumes: int) -> tuple[int, int]:
+    """`volumes` volumes on volumes/2 tagged instances, one expired job snapshot per volume.
+
+    Returns (volumes to snapshot, snapshots to delete)."""
+    emulator.reset()
+    client = boto3.client("ec2", region_name=REGION, endpoint_url=emulator.url)
+    fleet = Fleet(client, emulator)
+    instances = [fleet.instance({"Backup": "bench"}, {"data": {}}) for _ in range(volumes // 2)]
+    backend = emulator.backend(REGION)
+    old = (datetime.now(UTC) - timedelta(days=60)).replace(tzinfo=None)
+    expired = 0
+    for instance in instances:
+        for volume_id in instance.all_volumes:
+            snap = backend.create_snapshot(volume_id, "earlier run")
+            backend.create_tags([snap.id], {"CreatedBy": "molibackup", "molibackup:job": JOB,
+                                            "molibackup:volume-id": volume_id})
+            snap.start_time = old
+            # A newer completed one, so that min_keep does not hold the expired one back.
+            newer = backend.create_snapshot(volume_id, "earlier run")
+            backend.create_tags([newer.id], {"CreatedBy": "molibackup", "molibackup:job": JOB,
+                                             "molibackup:volume-id": volume_id})
+            newer.start_time = old + timedelta(days=45)
+            expired += 1
+    return sum(len(i.all_volumes) for i in instances), expired
+
+
+def run_ours(proxy: EC2Proxy, config: Path) -> Outcome:
+    os.environ["AWS_ENDPOINT_URL_EC2"] = proxy.url
+    proxy.state.reset_counts()
+    log = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stderr(log):
+        status = cli.main(["-c", str(config)])
+    seconds = time.perf_counter() - started
+    return Outcome(seconds, sum(proxy.calls.values()), proxy.state.answered["CreateSnapshot"],
+                   proxy.state.answered["DeleteSnapshot"], status != 0)
+
+
+def run_sequential(proxy: EC2Proxy, retention_days: int = 30) -> Outcome:
+    """The obvious implementation: one instance, one volume, one call at a time."""
+    proxy.state.reset_counts()
+    client = boto3.client("ec2", region_name=REGION, endpoint_url=proxy.url)
+    started = time.perf_counter()
+    cutoff = datetime.now(UTC) - timedelta(days=retention_days)
+    reservations = client.describe_instances(
+        Filters=[{"Name": "tag:Backup", "Values": ["bench"]}])["Reservations"]
+    for reservation in reservations:
+        for instance in reservation["Instances"]:
+            volumes = client.describe_volumes(Filters=[
+                {"Name": "attachment.instance-id", "Values": [instance["InstanceId"]]}])["Volumes"]
+            for volume in volumes:
+                client.create_snapshot(VolumeId=volume["VolumeId"], TagSpecifications=[
+                    {"ResourceType": "snapshot", "Tags": [
+                        {"Key": "CreatedBy", "Value": "molibackup"},
+                        {"Key": "molibackup:job", "Value": JOB},
+                        {"Key": "molibackup:volume-id", "Value": volume["VolumeId"]}]}])
+                snapshots = client.describe_snapshots(OwnerIds=["self"], Filters=[
+                    {"Name": "tag:molibackup:volume-id", "Values": [volume["VolumeId"]]},
+                    {"Name": "tag:molibackup:job", "Values": [JOB]}])["Snapshots"]
+                for snapshot in snapshots:
+                    if snapshot["StartTime"] < cutoff:
+                        client.delete_snapshot(SnapshotId=snapshot["SnapshotId"])
+    seconds = time.perf_counter() - started
+    return Outcome(seconds, sum(proxy.calls.values()), proxy.state.answered["CreateSnapshot"],
+                   proxy.state.answered["DeleteSnapshot"], False)
+
+
+def write_config(directory: Path, **settings: Any) -> Path:
+    path = directory / "molibackup.yaml"
+    path.write_text(yaml.safe_dump({
+        "global": {"loglevel": "info", **settings},
+        "jobs": {JOB: {"module": "ebs-snapshot", "aws_region": REGION, "retention": 30,
+                       "instance_tag": "Backup=bench"}}}))
+    return path
+
+
+def speed(emulator: Emulator, volumes: int, workdir: Path) -> list[str]:
+    config = write_config(workdir)
+    with EC2Proxy(emulator.url, latency=LATENCY) as proxy:
+        build_fleet(emulator, volumes)
+        sequential = run_sequential(proxy)
+        wanted_volumes, wanted_deletes = build_fleet(emulator, volumes)
+        ours = run_ours(proxy, config)
+    assert not ours.failed, "our run failed"
+    assert (ours.creates, ours.deletes) == (wanted_volumes, wanted_deletes), ours
+    assert (sequential.creates, sequential.deletes) == (wanted_volumes, wanted_deletes)
+    work = ours.creates + ours.deletes
+    return [
+        f"speed, {wanted_volumes} volumes, {wanted_deletes} expired snapshots, "
+        f"{LATENCY * 1000:.0f} ms per call:",
+        f"  sequential: {sequential.seconds:6.1f} s, {sequential.calls} calls",
+        f"  molibackup: {ours.seconds:6.1f} s, {ours.calls} calls",
+        f"  -> {sequential.seconds / ours.seconds:.1f}x faster (target >= 4x); "
+        f"calls / (creates + deletes) = {ours.calls / work:.3f} (target <= 1.15 + a few)",
+    ]
+
+
+def throttled(emulator: Emulator, volumes: int, workdir: Path, burst: int,
+              refill: float) -> list[str]:
+    config = write_config(workdir, max_attempts=20)
+    wanted_volumes, wanted_deletes = build_fleet(emulator, volumes)
+    mutating = wanted_volumes + wanted_deletes
+    with EC2Proxy(emulator.url, latency=0.01,
+                  mutating_bucket=TokenBucket(burst, refill),
+                  describe_bucket=TokenBucket(100, 20)) as proxy:
+        ours = run_ours(proxy, config)
+        throttles = sum(proxy.state.throttled.values())
+    bound = (mutating - burst) / refill
+    ok = not ours.failed and (ours.creates, ours.deletes) == (wanted_volumes, wanted_deletes)
+    return [
+        f"throttling, token bucket burst {burst}, refill {refill:g}/s, {mutating} mutating "
+        "calls:",
+        f"  lower bound: {bound:6.1f} s   molibackup: {ours.seconds:6.1f} s "
+        f"({throttles} throttled answers, every call done in the end: {ok})",
+        f"  -> {ours.seconds / bound:.2f}x the lower bound (target <= 1.5x)",
+    ]
+
+
+def memory(emulator: Emulator, snapshots: int, workdir: Path) -> list[str]:
+    """Peak RSS of a whole `molibackup` process whose job owns `snapshots` snapshots."""
+    emulator.reset()
+    client = boto3.client("ec2", region_name=REGION, endpoint_url=emulator.url)
+    fleet = Fleet(client, emulator)
+    instance = fleet.instance({"Backup": "bench"})
+    backend = emulator.backend(REGION)
+    volume_ids = [backend.create_volume(size=1, zone_name=f"{REGION}a").id for _ in range(1000)]
+    recent = (datetime.now(UTC) - timedelta(days=1)).replace(tzinfo=None)
+    for index in range(snapshots):
+        volume_id = volume_ids[index % len(volume_ids)]
+        snap = backend.create_snapshot(volume_id, "earlier run")
+        backend.create_tags([snap.id], {"CreatedBy": "molibackup", "molibackup:job": JOB,
+                                        "molibackup:volume-id": volume_id,
+                                        "Name": f"data-{index}"})
+        snap.start_time = recent
+    del instance
+    config = write_config(workdir, loglevel="warning")
+
+    def peak_rss_mb(*args: str) -> float:
+        script = ("import resource, subprocess, sys; "
+                  "status = subprocess.call(sys.argv[1:]); "
+                  "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024); "
+                  "sys.exit(status)")
+        result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
+                                text=True, env=os.environ, check=True, timeout=3600)
+        return float(result.stdout.strip().splitlines()[-1])
+
+    executable = str(Path(sys.executable).parent / "molibackup")
+    idle = peak_rss_mb(executable, "--version")
+    with EC2Proxy(emulator.url) as proxy:
+        os.environ["AWS_ENDPOINT_URL_EC2"] = proxy.url
+        started = time.perf_counter()
+        peak = peak_rss_mb(executable, "-c", str(config))
+        seconds = time.perf_counter() - started
+        pages = proxy.calls["DescribeSnapshots"]
+    return [
+        f"memory, a job owning {snapshots:,} snapshots ({pages} pages, {seconds:.0f} s):",
+        f"  peak RSS {peak:.0f} MB (the process alone, --version: {idle:.0f} MB) "
+        "(target < 200 MB)",
+    ]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--volumes", type=int, default=120)
+    parser.add_argument("--snapshots", type=int, default=100_000)
+    parser.add_argument("--burst", type=int, default=40)
+    parser.add_argument("--refill", type=float, default=10.0)
+    parser.add_argument("--skip-memory", action="store_true")
+    args = parser.parse_args()
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
+                       "AWS_EC2_METADATA_DISABLED": "true", "AWS_DEFAULT_REGION": REGION})
+    index_tag_lookups()
+    emulator = Emulator().start()
+    lines = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            workdir = Path(tmp)
+            for section in (
+                lambda: speed(emulator, args.volumes, workdir),
+                lambda: throttled(emulator, args.volumes, workdir, args.burst, args.refill),
+                *([] if args.skip_memory else [lambda: memory(emulator, args.snapshots,
+                                                              workdir)]),
+            ):
+                result = section()
+                print("\n".join(result), flush=True)
+                lines += result
+    finally:
+        emulator.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

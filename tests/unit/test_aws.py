@@ -1,0 +1,73 @@
+"""Retry settings and the classification of AWS failures, on plain data."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import botocore.exceptions
+import pytest
+from botocore.parsers import ResponseParserError
+
+from molibackup.aws import (
+    FINAL,
+    MAYBE_DONE,
+    NOT_SENT,
+    backoff_delay,
+    explain,
+    failure_kind,
+    retry_settings,
+)
+from molibackup.config import GlobalSettings
+
+
+def client_error(code: str, status: int = 400, operation: str = "CreateSnapshot") -> Any:
+    return botocore.exceptions.ClientError(
+        {"Error": {"Code": code, "Message": f"{code} happened"},
+         "ResponseMetadata": {"HTTPStatusCode": status}}, operation)
+
+
+@pytest.mark.parametrize(
+    ("settings", "env", "expected"),
+    [
+        pytest.param(GlobalSettings(), {}, {"mode": "adaptive", "total_max_attempts": 10},
+                     id="defaults-adaptive-10"),
+        pytest.param(GlobalSettings(), {"AWS_RETRY_MODE": "standard", "AWS_MAX_ATTEMPTS": "4"},
+                     {"mode": "standard", "total_max_attempts": 4}, id="environment-honoured"),
+        pytest.param(GlobalSettings(max_attempts=20), {"AWS_MAX_ATTEMPTS": "4"},
+                     {"mode": "adaptive", "total_max_attempts": 20}, id="config-file-wins"),
+        pytest.param(GlobalSettings(), {"AWS_MAX_ATTEMPTS": "many"},
+                     {"mode": "adaptive", "total_max_attempts": 10}, id="garbage-ignored"),
+    ],
+)
+def test_retry_settings(settings: GlobalSettings, env: dict[str, str],
+                        expected: dict[str, Any]) -> None:
+    assert retry_settings(settings, env) == expected
+
+
+@pytest.mark.parametrize(
+    ("exc", "kind"),
+    [
+        pytest.param(client_error("RequestLimitExceeded", 503), NOT_SENT, id="throttled"),
+        pytest.param(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"),
+                     NOT_SENT, id="connection-refused"),
+        pytest.param(client_error("InternalError", 500), MAYBE_DONE, id="server-error"),
+        pytest.param(client_error("Unavailable", 503), MAYBE_DONE, id="unavailable"),
+        pytest.param(botocore.exceptions.ReadTimeoutError(endpoint_url="http://x"), MAYBE_DONE,
+                     id="read-timeout"),
+        pytest.param(ResponseParserError("garbage"), MAYBE_DONE, id="garbage-answer"),
+        pytest.param(client_error("IncorrectState"), FINAL, id="volume-state"),
+        pytest.param(client_error("UnauthorizedOperation", 403), FINAL, id="denied"),
+    ],
+)
+def test_failure_kinds_decide_how_a_create_is_retried(exc: BaseException, kind: str) -> None:
+    assert failure_kind(exc) == kind
+
+
+def test_a_denied_call_names_the_permission() -> None:
+    message = explain(client_error("UnauthorizedOperation", 403, "DeleteSnapshot"))
+    assert message.startswith("not allowed to call ec2:DeleteSnapshot (UnauthorizedOperation)")
+
+
+def test_backoff_grows_and_is_capped() -> None:
+    assert all(0 <= backoff_delay(1) <= 1 for _ in range(50))
+    assert all(0 <= backoff_delay(30) <= 20 for _ in range(50))
