@@ -223,7 +223,8 @@ def _messages_for(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     where = _location(error.absolute_path)
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, dict) else {}
     expected = schema.get("x-expected")
-    got = _describe(instance)
+    # A secret's value must not reach the log, even when it is the wrong type.
+    got = "a value (not shown: it is secret)" if schema.get("writeOnly") else _describe(instance)
     kind = error.validator
     if kind == "additionalProperties":
         allowed = sorted(schema.get("properties", {}))

@@ -140,6 +140,20 @@ def test_unusable_files_get_one_clear_line(
     assert all(line.startswith(str(path)) for line in problems)
 
 
+def test_a_secret_of_the_wrong_type_is_not_echoed(write_config: Callable[..., Path]) -> None:
+    path = write_config({"jobs": {"a": job(accesskey_id="AKIAEXAMPLE",
+                                           accesskey_secret=987654321987)}})
+    problems = problems_of(path)
+    assert any("jobs.a.accesskey_secret: must be a string" in line for line in problems)
+    assert not any("987654321987" in line for line in problems)
+
+
+def test_an_empty_global_section_is_fine(write_config: Callable[..., Path]) -> None:
+    loaded = config.load(write_config("global:\njobs:\n  a: {module: ebs-snapshot, "
+                                      "aws_region: us-west-2}\n"))
+    assert loaded.settings.loglevel == "info"
+
+
 def test_every_problem_is_reported_at_once(write_config: Callable[..., Path]) -> None:
     path = write_config({"jobs": {
         "a": job(retention="x", colour="blue"),

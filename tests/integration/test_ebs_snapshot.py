@@ -387,6 +387,7 @@ def test_dry_run_changes_nothing_and_says_what_it_would_do(
     assert fleet.snapshot_ids() == before
     assert "dry run: would create snapshot" in result.log
     assert f"dry run: would delete snapshot {expired}" in result.log
+    assert "would have created 1, would have deleted 1, kept 1" in result.log
     assert not {"CreateSnapshot", "DeleteSnapshot", "CreateTags"} & set(proxy.calls)
 
 

@@ -23,14 +23,17 @@ class JobResult:
     kept: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    dry_run: bool = False  # created/deleted then count what would have been done
 
     @property
     def ok(self) -> bool:
         return not self.errors
 
     def summary(self) -> str:
-        return (f"created {self.created}, deleted {self.deleted}, kept {self.kept}, "
-                f"skipped {self.skipped}, failed {len(self.errors)}")
+        would = "would have " if self.dry_run else ""
+        return (f"{would}created {self.created}, {would}deleted {self.deleted}, "
+                f"kept {self.kept}, skipped {self.skipped}, failed {len(self.errors)}"
+                + (" (dry run)" if self.dry_run else ""))
 
 
 @dataclass(frozen=True)

@@ -275,7 +275,7 @@ class EbsSnapshot:
         session = context.session_factory(self.job)
         client = ec2_client(session, self.options.aws_region, context.settings)
         log = context.log
-        result = JobResult()
+        result = JobResult(dry_run=context.dry_run)
         credentials = session.get_credentials()
         if credentials is not None:
             frozen = credentials.get_frozen_credentials()
@@ -304,7 +304,8 @@ class EbsSnapshot:
                           client, run_id, context)
         creations = self.create_snapshots(creator, volumes, context)
         for creation in creations:
-            result.created += creation.snapshot_id is not None
+            result.created += creation.snapshot_id is not None or (
+                context.dry_run and creation.error is None)
             result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
         failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
 
