@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import random
-from typing import TYPE_CHECKING
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions
@@ -86,6 +87,21 @@ def ec2_client(
     """
     return session.client("ec2", region_name=region,
                           config=client_config(settings, max_attempts))
+
+
+# The largest page each Describe call allows: fewer calls, and paginated calls fall into
+# EC2's larger throttling bucket.
+PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000}
+
+
+def paginate(client: EC2Client, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
+    """Items of every page, at the largest page size unless explicit ids forbid one."""
+    paginator = client.get_paginator(operation)  # type: ignore[call-overload]
+    explicit_ids = any(key.endswith("Ids") and key != "OwnerIds" for key in kwargs)
+    config = {} if explicit_ids else {"PageSize": PAGE_SIZE[operation]}
+    for page in paginator.paginate(PaginationConfig=config, **kwargs):
+        yield from page.get(result_key, [])
+
 
 
 # --- classifying failures of calls that must not be blindly retried ----------------------

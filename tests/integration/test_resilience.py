@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from molibackup.modules import ebs_snapshot
+from molibackup.modules.ebs_snapshot import creator
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault, random_faults
 from tests.support.fleet import Fleet, Instance, tags_of
@@ -90,7 +90,7 @@ def test_the_per_volume_rate_limit_is_waited_out(
     fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path], run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(ebs_snapshot, "PER_VOLUME_RATE_WAIT", 0.3)
+    monkeypatch.setattr(creator, "PER_VOLUME_RATE_WAIT", 0.3)
     web = fleet.instance({"Backup": "daily"})
     refused: set[str] = set()
 

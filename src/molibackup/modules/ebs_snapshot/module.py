@@ -1,20 +1,13 @@
-"""The ebs-snapshot module: snapshot the selected volumes, then rotate the job's own snapshots.
-
-Order of a run: select volumes -> create one snapshot each (concurrently, tagged at creation)
--> list the job's snapshots by tag -> plan with `retention.plan` -> delete the expired ones.
-Only snapshots tagged ``CreatedBy=molibackup`` *and* ``molibackup:job=<this job>`` are ever
-considered for deletion.
-"""
+"""The ebs-snapshot module itself: select, create, rotate."""
 
 from __future__ import annotations
 
 import sys
-import time
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions
@@ -22,86 +15,37 @@ import botocore.exceptions
 from molibackup import retention
 from molibackup.aws import (
     AWS_ERRORS,
-    FINAL,
-    MAYBE_DONE,
-    backoff_delay,
     ec2_client,
     error_code,
     error_message,
     explain,
-    failure_kind,
     local_instance_id,
-    retry_settings,
+    paginate,
 )
 from molibackup.config import JobConfig
 from molibackup.errors import ConfigError, JobError
 from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext
+from molibackup.modules.ebs_snapshot.creator import Creator
+from molibackup.modules.ebs_snapshot.options import LockPolicy, Options, merge_tags
+from molibackup.modules.ebs_snapshot.tagging import (
+    CREATED_BY,
+    JOB_TAG,
+    VOLUME_TAG,
+    Volume,
+    filters_for_tags,
+    is_owned_by,
+    snapshot_name,
+    snapshot_tags,
+    tag_dict,
+)
 
 if TYPE_CHECKING:
+    from datetime import UTC
+
     from mypy_boto3_ec2 import EC2Client
-    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagTypeDef
 
-CREATED_BY = ("CreatedBy", "molibackup")
-JOB_TAG = "molibackup:job"
-VOLUME_TAG = "molibackup:volume-id"
-INSTANCE_TAG = "molibackup:instance-id"
-CREATED_AT_TAG = "molibackup:created-at"
-RUN_TAG = "molibackup:run-id"
-MAX_TAGS = 50  # EC2's limit per resource
-MAX_DESCRIPTION = 255
 INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
-# EC2 allows one snapshot of a volume every 15 seconds (SnapshotCreationPerVolumeRateExceeded).
-PER_VOLUME_RATE_WAIT = 15.0
-# The largest page each Describe call allows: fewer calls, and paginated calls fall into
-# EC2's larger throttling bucket.
-PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000}
-
-
-def parse_tag(text: str) -> tuple[str, str]:
-    key, _, value = text.partition("=")
-    return key, value
-
-
-def merge_tags(
-    job: JobConfig, single_option: str, map_option: str, problems: list[str]
-) -> dict[str, str]:
-    """Combine the `"K=V"` form and the map form of a tag selector; all tags must match."""
-    tags = dict(job.options.get(map_option) or {})
-    if single_option in job.options:
-        key, value = parse_tag(job.options[single_option])
-        if key in tags and tags[key] != value:
-            problems.append(job.problem(
-                single_option, f"tag {key!r} is {value!r} here but {tags[key]!r} in "
-                f"{map_option}: no resource can match both"))
-        tags[key] = value
-    return tags
-
-
-@dataclass(frozen=True)
-class LockPolicy:
-    mode: str
-    duration_days: int
-
-
-@dataclass(frozen=True)
-class Options:
-    aws_region: str
-    policy: retention.Policy
-    instance_id: str | None
-    instance_tags: Mapping[str, str]
-    volume_tags: Mapping[str, str]
-    allow_empty: bool
-    copy_volume_tags: bool
-    lock: LockPolicy | None
-
-
-@dataclass(frozen=True)
-class Volume:
-    volume_id: str
-    name: str
-    instance_ids: tuple[str, ...]
-    tags: Mapping[str, str] = field(repr=False)
 
 
 @dataclass
@@ -110,127 +54,6 @@ class Creation:
     snapshot_id: str | None = None
     error: str | None = None  # the snapshot was not created
     lock_error: str | None = None  # created, but not locked
-
-
-def tag_dict(tags: list[Any] | None) -> dict[str, str]:
-    return {tag["Key"]: tag["Value"] for tag in tags or []}
-
-
-def filters_for_tags(tags: Mapping[str, str]) -> list[FilterTypeDef]:
-    return [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
-
-
-def timestamp(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def snapshot_name(volume: Volume, moment: datetime) -> str:
-    suffix = f"-{timestamp(moment)}"
-    return volume.name[: MAX_DESCRIPTION - len(suffix)] + suffix
-
-
-def snapshot_tags(
-    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool
-) -> list[TagTypeDef]:
-    """Our tags first (they decide ownership), then the volume's own if asked, up to 50."""
-    ours = {
-        "Name": snapshot_name(volume, moment),
-        CREATED_BY[0]: CREATED_BY[1],
-        JOB_TAG: job_name,
-        VOLUME_TAG: volume.volume_id,
-        INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
-        CREATED_AT_TAG: timestamp(moment),
-        RUN_TAG: run_id,
-    }
-    tags = dict(ours)
-    if copy_volume_tags:
-        for key, value in volume.tags.items():
-            if key.startswith("aws:") or key in ours or len(tags) >= MAX_TAGS:
-                continue
-            tags[key] = value
-    return [{"Key": key, "Value": value} for key, value in tags.items()]
-
-
-def is_owned_by(tags: Mapping[str, str], job_name: str) -> bool:
-    return tags.get(CREATED_BY[0]) == CREATED_BY[1] and tags.get(JOB_TAG) == job_name
-
-
-def paginate(client: EC2Client, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
-    """Items of every page, at the largest page size unless explicit ids forbid one."""
-    paginator = client.get_paginator(operation)  # type: ignore[call-overload]
-    explicit_ids = any(key.endswith("Ids") and key != "OwnerIds" for key in kwargs)
-    config = {} if explicit_ids else {"PageSize": PAGE_SIZE[operation]}
-    for page in paginator.paginate(PaginationConfig=config, **kwargs):
-        yield from page.get(result_key, [])
-
-
-class Creator:
-    """Creates snapshots without duplicates: CreateSnapshot's retries, done by hand.
-
-    Throttled or unsent requests are sent again after a backoff. When EC2 may have acted but
-    the answer was lost (a 5xx, a timeout, a dropped connection), the run's snapshot of that
-    volume is looked for by its run-id tag first, and only created again if it is not there.
-    EC2's per-volume limits are waited out (one snapshot per volume every 15 s) or reported
-    (too many snapshots of the volume in progress), never retried in a tight loop.
-    """
-
-    def __init__(self, job_name: str, client: EC2Client, reader: EC2Client, run_id: str,
-                 context: RunContext) -> None:
-        self.job_name = job_name
-        self.client = client
-        self.reader = reader
-        self.run_id = run_id
-        self.log = context.log
-        self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
-
-    def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
-               ) -> tuple[str | None, str | None]:
-        """(snapshot id, None) or (None, why it failed)."""
-        last_error = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
-            try:
-                response = self.client.create_snapshot(
-                    VolumeId=volume.volume_id, Description=name,
-                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
-                return response["SnapshotId"], None
-            except AWS_ERRORS as exc:
-                last_error = explain(exc)
-                code, kind = error_code(exc), failure_kind(exc)
-                if code == "ConcurrentSnapshotLimitExceeded":
-                    return None, (f"{last_error} (too many snapshots of this volume are still "
-                                  "in progress; it will be snapshotted on a later run)")
-                if code == "SnapshotCreationPerVolumeRateExceeded":
-                    self.log.warning(f"volume {volume.volume_id}: EC2 allows one snapshot per "
-                                     f"volume every {PER_VOLUME_RATE_WAIT:.0f} s; waiting")
-                    time.sleep(PER_VOLUME_RATE_WAIT)
-                    continue
-                if kind == FINAL:
-                    return None, last_error
-                if kind == MAYBE_DONE:
-                    found = self.find_lost(volume)
-                    if found:
-                        self.log.warning(f"volume {volume.volume_id}: the answer to "
-                                         f"CreateSnapshot was lost ({last_error}); found the "
-                                         f"snapshot it made: {found}")
-                        return found, None
-                if attempt < self.max_attempts:
-                    time.sleep(backoff_delay(attempt))
-        return None, f"{last_error} (after {self.max_attempts} attempts)"
-
-    def find_lost(self, volume: Volume) -> str | None:
-        """The snapshot of this volume made by this run, if a lost call made one."""
-        try:
-            found = self.reader.describe_snapshots(OwnerIds=["self"], Filters=[
-                {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
-                {"Name": f"tag:{VOLUME_TAG}", "Values": [volume.volume_id]},
-                {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},
-            ])["Snapshots"]
-        except AWS_ERRORS as exc:
-            self.log.warning(f"volume {volume.volume_id}: could not look for a snapshot a lost "
-                             f"call may have made: {explain(exc)}")
-            return None
-        ids = sorted(s["SnapshotId"] for s in found)
-        return ids[0] if ids else None
 
 
 class EbsSnapshot:

@@ -1,0 +1,97 @@
+"""Creating snapshots without duplicates, whatever the network does to the answers."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from molibackup.aws import (
+    AWS_ERRORS,
+    FINAL,
+    MAYBE_DONE,
+    backoff_delay,
+    error_code,
+    explain,
+    failure_kind,
+    retry_settings,
+)
+from molibackup.modules.base import RunContext
+from molibackup.modules.ebs_snapshot.tagging import JOB_TAG, RUN_TAG, VOLUME_TAG, Volume
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import TagTypeDef
+
+# EC2 allows one snapshot of a volume every 15 seconds (SnapshotCreationPerVolumeRateExceeded).
+PER_VOLUME_RATE_WAIT = 15.0
+
+
+class Creator:
+    """Creates snapshots without duplicates: CreateSnapshot's retries, done by hand.
+
+    Throttled or unsent requests are sent again after a backoff. When EC2 may have acted but
+    the answer was lost (a 5xx, a timeout, a dropped connection), the run's snapshot of that
+    volume is looked for by its run-id tag first, and only created again if it is not there.
+    EC2's per-volume limits are waited out (one snapshot per volume every 15 s) or reported
+    (too many snapshots of the volume in progress), never retried in a tight loop.
+    """
+
+    def __init__(self, job_name: str, client: EC2Client, reader: EC2Client, run_id: str,
+                 context: RunContext) -> None:
+        self.job_name = job_name
+        self.client = client
+        self.reader = reader
+        self.run_id = run_id
+        self.log = context.log
+        self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
+
+    def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
+               ) -> tuple[str | None, str | None]:
+        """(snapshot id, None) or (None, why it failed)."""
+        last_error = "no attempt made"
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                response = self.client.create_snapshot(
+                    VolumeId=volume.volume_id, Description=name,
+                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
+                return response["SnapshotId"], None
+            except AWS_ERRORS as exc:
+                last_error = explain(exc)
+                code, kind = error_code(exc), failure_kind(exc)
+                if code == "ConcurrentSnapshotLimitExceeded":
+                    return None, (f"{last_error} (too many snapshots of this volume are still "
+                                  "in progress; it will be snapshotted on a later run)")
+                if code == "SnapshotCreationPerVolumeRateExceeded":
+                    self.log.warning(f"volume {volume.volume_id}: EC2 allows one snapshot per "
+                                     f"volume every {PER_VOLUME_RATE_WAIT:.0f} s; waiting")
+                    time.sleep(PER_VOLUME_RATE_WAIT)
+                    continue
+                if kind == FINAL:
+                    return None, last_error
+                if kind == MAYBE_DONE:
+                    found = self.find_lost(volume)
+                    if found:
+                        self.log.warning(f"volume {volume.volume_id}: the answer to "
+                                         f"CreateSnapshot was lost ({last_error}); found the "
+                                         f"snapshot it made: {found}")
+                        return found, None
+                if attempt < self.max_attempts:
+                    time.sleep(backoff_delay(attempt))
+        return None, f"{last_error} (after {self.max_attempts} attempts)"
+
+    def find_lost(self, volume: Volume) -> str | None:
+        """The snapshot of this volume made by this run, if a lost call made one."""
+        try:
+            found = self.reader.describe_snapshots(OwnerIds=["self"], Filters=[
+                {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
+                {"Name": f"tag:{VOLUME_TAG}", "Values": [volume.volume_id]},
+                {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},
+            ])["Snapshots"]
+        except AWS_ERRORS as exc:
+            self.log.warning(f"volume {volume.volume_id}: could not look for a snapshot a lost "
+                             f"call may have made: {explain(exc)}")
+            return None
+        ids = sorted(s["SnapshotId"] for s in found)
+        return ids[0] if ids else None
+
+

@@ -1,0 +1,73 @@
+"""How the module names and tags snapshots, and how it recognises its own."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2.type_defs import FilterTypeDef, TagTypeDef
+
+CREATED_BY = ("CreatedBy", "molibackup")
+JOB_TAG = "molibackup:job"
+VOLUME_TAG = "molibackup:volume-id"
+INSTANCE_TAG = "molibackup:instance-id"
+CREATED_AT_TAG = "molibackup:created-at"
+RUN_TAG = "molibackup:run-id"
+MAX_TAGS = 50  # EC2's limit per resource
+MAX_DESCRIPTION = 255
+
+
+@dataclass(frozen=True)
+class Volume:
+    volume_id: str
+    name: str
+    instance_ids: tuple[str, ...]
+    tags: Mapping[str, str] = field(repr=False)
+
+
+def tag_dict(tags: list[Any] | None) -> dict[str, str]:
+    return {tag["Key"]: tag["Value"] for tag in tags or []}
+
+
+def filters_for_tags(tags: Mapping[str, str]) -> list[FilterTypeDef]:
+    return [{"Name": f"tag:{key}", "Values": [value]} for key, value in tags.items()]
+
+
+def timestamp(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def snapshot_name(volume: Volume, moment: datetime) -> str:
+    suffix = f"-{timestamp(moment)}"
+    return volume.name[: MAX_DESCRIPTION - len(suffix)] + suffix
+
+
+def snapshot_tags(
+    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool
+) -> list[TagTypeDef]:
+    """Our tags first (they decide ownership), then the volume's own if asked, up to 50."""
+    ours = {
+        "Name": snapshot_name(volume, moment),
+        CREATED_BY[0]: CREATED_BY[1],
+        JOB_TAG: job_name,
+        VOLUME_TAG: volume.volume_id,
+        INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
+        CREATED_AT_TAG: timestamp(moment),
+        RUN_TAG: run_id,
+    }
+    tags = dict(ours)
+    if copy_volume_tags:
+        for key, value in volume.tags.items():
+            if key.startswith("aws:") or key in ours or len(tags) >= MAX_TAGS:
+                continue
+            tags[key] = value
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
+
+
+def is_owned_by(tags: Mapping[str, str], job_name: str) -> bool:
+    return tags.get(CREATED_BY[0]) == CREATED_BY[1] and tags.get(JOB_TAG) == job_name
+
+
