@@ -41,8 +41,6 @@ from molibackup.modules.ebs_snapshot.tagging import (
 )
 
 if TYPE_CHECKING:
-    from datetime import UTC
-
     from mypy_boto3_ec2 import EC2Client
 
 INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
