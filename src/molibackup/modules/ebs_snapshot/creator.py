@@ -36,11 +36,11 @@ class Creator:
     (too many snapshots of the volume in progress), never retried in a tight loop.
     """
 
-    def __init__(self, job_name: str, client: EC2Client, reader: EC2Client, run_id: str,
-                 context: RunContext) -> None:
+    def __init__(self, job_name: str, client_without_retries: EC2Client,
+                 client_with_retries: EC2Client, run_id: str, context: RunContext) -> None:
         self.job_name = job_name
-        self.client = client
-        self.reader = reader
+        self.client = client_without_retries
+        self.lookup_client = client_with_retries
         self.run_id = run_id
         self.log = context.log
         self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
@@ -82,7 +82,7 @@ class Creator:
     def find_lost(self, volume: Volume) -> str | None:
         """The snapshot of this volume made by this run, if a lost call made one."""
         try:
-            found = self.reader.describe_snapshots(OwnerIds=["self"], Filters=[
+            found = self.lookup_client.describe_snapshots(OwnerIds=["self"], Filters=[
                 {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
                 {"Name": f"tag:{VOLUME_TAG}", "Values": [volume.volume_id]},
                 {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},

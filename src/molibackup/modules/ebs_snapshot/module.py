@@ -8,6 +8,7 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions
@@ -23,11 +24,11 @@ from molibackup.aws import (
     paginate,
 )
 from molibackup.config import JobConfig
-from molibackup.errors import ConfigError, JobError
+from molibackup.errors import JobError
 from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext
 from molibackup.modules.ebs_snapshot.creator import Creator
-from molibackup.modules.ebs_snapshot.options import LockPolicy, Options, merge_tags
+from molibackup.modules.ebs_snapshot.options import Options
 from molibackup.modules.ebs_snapshot.tagging import (
     CREATED_BY,
     JOB_TAG,
@@ -44,6 +45,13 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
+
+
+class Deletion(StrEnum):
+    DELETED = "deleted"
+    WOULD_DELETE = "would delete"
+    SKIPPED = "skipped"
+    FAILED = "failed"
 
 
 @dataclass
@@ -68,27 +76,7 @@ class EbsSnapshot:
 
     @classmethod
     def from_config(cls, job: JobConfig) -> Self:
-        problems: list[str] = []
-        raw = job.options
-        instance_tags = merge_tags(job, "instance_tag", "instance_tags", problems)
-        volume_tags = merge_tags(job, "volume_tag", "volume_tags", problems)
-        if problems:
-            raise ConfigError(problems)
-        lock = None
-        if "lock_mode" in raw:
-            lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
-        options = Options(
-            aws_region=raw["aws_region"],
-            policy=retention.Policy(retention_days=int(raw["retention"]),
-                                    min_keep=int(raw["min_keep"])),
-            instance_id=raw.get("instance_id"),
-            instance_tags=instance_tags,
-            volume_tags=volume_tags,
-            allow_empty=bool(raw["allow_empty"]),
-            copy_volume_tags=bool(raw["copy_volume_tags"]),
-            lock=lock,
-        )
-        return cls(job, options)
+        return cls(job, Options.from_job(job))
 
     # --- the run ------------------------------------------------------------------------
 
@@ -160,7 +148,9 @@ class EbsSnapshot:
             volumes = self.to_volumes(raw_volumes, instance_ids=None)
         else:
             instance_ids = self.find_instances(client, instance_id)
-            log.info(f"found {len(instance_ids)} instance(s): {', '.join(instance_ids) or '-'}")
+            shown = ", ".join(instance_ids[:20]) or "-"
+            more = f" and {len(instance_ids) - 20} more" if len(instance_ids) > 20 else ""
+            log.info(f"found {len(instance_ids)} instance(s): {shown}{more}")
             volumes = []
             for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
                 batch = instance_ids[start:start + INSTANCE_IDS_PER_CALL]
@@ -244,7 +234,7 @@ class EbsSnapshot:
         log.info(f"created snapshot {snapshot_id} {name} of volume {volume.volume_id}")
         creation = Creation(volume, snapshot_id=snapshot_id)
         if self.options.lock:
-            creation.lock_error = self.lock(creator.client, snapshot_id, context)
+            creation.lock_error = self.lock(creator.lookup_client, snapshot_id, context)
         return creation
 
     def lock(self, client: EC2Client, snapshot_id: str, context: RunContext) -> str | None:
@@ -302,7 +292,9 @@ class EbsSnapshot:
         if not to_delete:
             return
 
-        def delete(decision: retention.Decision) -> tuple[retention.Decision, str, str | None]:
+        def delete(
+            decision: retention.Decision,
+        ) -> tuple[retention.Decision, Deletion, str | None]:
             return (decision, *self.delete_one(client, decision.snapshot.snapshot_id, context))
 
         with ThreadPoolExecutor(max_workers=context.settings.concurrency,
@@ -311,13 +303,13 @@ class EbsSnapshot:
                 snap = decision.snapshot
                 what = (f"snapshot {snap.snapshot_id} {snap.name} volume={snap.volume_id} "
                         f"age={decision.age_days} retention={days}")
-                if outcome == "deleted":
+                if outcome == Deletion.DELETED:
                     result.deleted += 1
                     log.info(f"deleted {what}{detail or ''}")
-                elif outcome == "dry-run":
+                elif outcome == Deletion.WOULD_DELETE:
                     result.deleted += 1
                     log.info(f"dry run: would delete {what}")
-                elif outcome == "skipped":
+                elif outcome == Deletion.SKIPPED:
                     result.skipped += 1
                     log.warning(f"skipped {what}: {detail}")
                 else:
@@ -327,19 +319,19 @@ class EbsSnapshot:
 
     def delete_one(
         self, client: EC2Client, snapshot_id: str, context: RunContext
-    ) -> tuple[str, str | None]:
-        """('deleted' | 'dry-run' | 'skipped' | 'failed', detail)."""
+    ) -> tuple[Deletion, str | None]:
+        """What happened to the snapshot, and a detail for the log."""
         if context.dry_run:
-            return "dry-run", None
+            return Deletion.WOULD_DELETE, None
         try:
             client.delete_snapshot(SnapshotId=snapshot_id)
         except AWS_ERRORS as exc:
             code, text = error_code(exc), error_message(exc)
             if code == "InvalidSnapshot.NotFound":
-                return "deleted", " (already gone)"
+                return Deletion.DELETED, " (already gone)"
             if code == "InvalidSnapshot.InUse":
-                return "skipped", f"in use by an AMI ({text})"
+                return Deletion.SKIPPED, f"in use by an AMI ({text})"
             if "lock" in code.lower() or "lock" in text.lower():
-                return "skipped", f"locked against deletion ({text})"
-            return "failed", explain(exc)
-        return "deleted", None
+                return Deletion.SKIPPED, f"locked against deletion ({text})"
+            return Deletion.FAILED, explain(exc)
+        return Deletion.DELETED, None

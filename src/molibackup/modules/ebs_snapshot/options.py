@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from molibackup import retention
 from molibackup.config import JobConfig
+from molibackup.errors import ConfigError
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -45,5 +46,30 @@ class Options:
     allow_empty: bool
     copy_volume_tags: bool
     lock: LockPolicy | None
+
+    @classmethod
+    def from_job(cls, job: JobConfig) -> Options:
+        """The job's options, already validated by the schema; raises ConfigError for the
+        contradictions a schema cannot express."""
+        problems: list[str] = []
+        raw = job.options
+        instance_tags = merge_tags(job, "instance_tag", "instance_tags", problems)
+        volume_tags = merge_tags(job, "volume_tag", "volume_tags", problems)
+        if problems:
+            raise ConfigError(problems)
+        lock = None
+        if "lock_mode" in raw:
+            lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
+        return cls(
+            aws_region=raw["aws_region"],
+            policy=retention.Policy(retention_days=int(raw["retention"]),
+                                    min_keep=int(raw["min_keep"])),
+            instance_id=raw.get("instance_id"),
+            instance_tags=instance_tags,
+            volume_tags=volume_tags,
+            allow_empty=bool(raw["allow_empty"]),
+            copy_volume_tags=bool(raw["copy_volume_tags"]),
+            lock=lock,
+        )
 
 
