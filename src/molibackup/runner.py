@@ -70,7 +70,8 @@ def run_job(
     log = logger.bind(job=job.name)
     log.info(f"job {job.name}: starting ({job.module}{', dry run' if dry_run else ''})")
     context = RunContext(job=job, settings=config.settings, dry_run=dry_run, now=clock(),
-                         log=log, session_factory=session_factory)
+                         log=log, session_factory=session_factory,
+                         result=JobResult(dry_run=dry_run))
     try:
         return prepared.module.run(context)
     except JobError as exc:
@@ -81,7 +82,8 @@ def run_job(
         log.opt(exception=True).debug("traceback of the unexpected error")
         message = f"unexpected error: {explain(exc)} (set loglevel: debug for the traceback)"
     log.error(f"job {job.name} failed: {message}")
-    return JobResult(errors=[message])
+    context.result.errors.append(message)
+    return context.result
 
 
 def run(

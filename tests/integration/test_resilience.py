@@ -152,6 +152,28 @@ def test_two_overlapping_runs_of_one_job_both_finish_safely(
     assert foreign <= remaining
 
 
+def test_a_job_stopped_by_an_error_still_reports_what_it_did(
+    fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path], run_cli: Run
+) -> None:
+    web = fleet.instance({"Backup": "daily"})
+    expired = fleet.job_snapshot(web.root_volume, "nightly", age_days=90)
+    listings = 0
+
+    def fail_the_listing(action: str, params: dict[str, str]) -> Fault | None:
+        nonlocal listings
+        if action == "DescribeSnapshots":
+            listings += 1
+            return Fault(403, "UnauthorizedOperation", "You are not authorized.")
+        return None
+
+    proxy.state.fault_rules.append(fail_the_listing)
+    result = backup(write_config, run_cli)
+    assert result.status == 2
+    assert "not allowed to call ec2:DescribeSnapshots" in result.log
+    assert "FAILED: created 1, deleted 0" in result.log
+    assert expired in fleet.snapshot_ids(), "no listing, no deletion"
+
+
 def test_an_endpoint_that_never_answers_fails_the_job_in_bounded_time(
     aws_env: Any, write_config: Callable[..., Path], run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,

@@ -18,7 +18,7 @@ from botocore.stub import Stubber
 from loguru import logger
 
 from molibackup.config import GlobalSettings, JobConfig
-from molibackup.modules.base import RunContext
+from molibackup.modules.base import JobResult, RunContext
 from molibackup.modules.ebs_snapshot import EbsSnapshot
 from tests.conftest import CliRun, job
 from tests.support.fleet import Fleet
@@ -31,7 +31,7 @@ def module_and_context(**options: Any) -> tuple[EbsSnapshot, RunContext]:
                        source=Path("test.yaml"), options=raw)
     context = RunContext(job=config, settings=GlobalSettings(), dry_run=False,
                          now=datetime.now(UTC), log=logger.bind(job="locked"),
-                         session_factory=lambda _: boto3.Session())
+                         session_factory=lambda _: boto3.Session(), result=JobResult())
     return EbsSnapshot.from_config(config), context
 
 

@@ -38,7 +38,11 @@ class JobResult:
 
 @dataclass(frozen=True)
 class RunContext:
-    """Everything a job needs from the runner; `now` is fixed once per job run."""
+    """Everything a job needs from the runner; `now` is fixed once per job run.
+
+    The module counts into `result` as it goes, so that a job stopped by an error still
+    reports what it had done (snapshots created before a failed listing, say).
+    """
 
     job: JobConfig
     settings: GlobalSettings
@@ -46,6 +50,7 @@ class RunContext:
     now: datetime
     log: Logger
     session_factory: Callable[[JobConfig], boto3.Session]
+    result: JobResult = field(default_factory=JobResult)
 
 
 class Module(Protocol):

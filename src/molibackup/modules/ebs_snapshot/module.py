@@ -84,7 +84,7 @@ class EbsSnapshot:
         session = context.session_factory(self.job)
         client = ec2_client(session, self.options.aws_region, context.settings)
         log = context.log
-        result = JobResult(dry_run=context.dry_run)
+        result = context.result
         credentials = session.get_credentials()
         if credentials is not None:
             frozen = credentials.get_frozen_credentials()
