@@ -11,7 +11,7 @@ import difflib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -212,7 +212,7 @@ def _describe(value: Any) -> str:
     return repr(value)
 
 
-def _location(path: Iterator[Any] | Any) -> str:
+def _location(path: Iterable[Any]) -> str:
     return ".".join(str(part) for part in path) or "(top level)"
 
 

@@ -157,16 +157,9 @@ def test_a_job_stopped_by_an_error_still_reports_what_it_did(
 ) -> None:
     web = fleet.instance({"Backup": "daily"})
     expired = fleet.job_snapshot(web.root_volume, "nightly", age_days=90)
-    listings = 0
-
-    def fail_the_listing(action: str, params: dict[str, str]) -> Fault | None:
-        nonlocal listings
-        if action == "DescribeSnapshots":
-            listings += 1
-            return Fault(403, "UnauthorizedOperation", "You are not authorized.")
-        return None
-
-    proxy.state.fault_rules.append(fail_the_listing)
+    proxy.state.fault_rules.append(lambda action, params: Fault(
+        403, "UnauthorizedOperation", "You are not authorized.")
+        if action == "DescribeSnapshots" else None)
     result = backup(write_config, run_cli)
     assert result.status == 2
     assert "not allowed to call ec2:DescribeSnapshots" in result.log
