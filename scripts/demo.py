@@ -72,7 +72,8 @@ def main() -> int:
             config = Path(tmp) / "molibackup.yaml"
             config.write_text(CONFIG.format(region=REGION), encoding="utf-8")
             print(f"\n== molibackup -c {config}\n{config.read_text()}", flush=True)
-            status = subprocess.call(["molibackup", "-c", str(config)], env=env)
+            molibackup = Path(sys.executable).parent / "molibackup"
+            status = subprocess.call([str(molibackup), "-c", str(config)], env=env)
 
         show(fleet, f"snapshots after the run (molibackup exited {status})")
         print("\nThe 45- and 70-day snapshots of web-daily expired (retention 30) and were "
