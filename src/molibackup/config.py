@@ -323,7 +323,10 @@ def build_config(data: Any, schema: Mapping[str, Any], source: Path) -> Config:
     if problems:
         raise ConfigError(problems)
 
-    global_properties = schema["properties"]["global"]["properties"]
+    # Defaults are part of this version's contract: they come from the packaged schema even
+    # when another copy was given to validate against.
+    defaults = packaged_schema()
+    global_properties = defaults["properties"]["global"]["properties"]
     raw_global = _apply_defaults(data.get("global") or {}, global_properties)
     settings = GlobalSettings(
         loglevel=raw_global["loglevel"],
@@ -335,7 +338,7 @@ def build_config(data: Any, schema: Mapping[str, Any], source: Path) -> Config:
     )
     jobs = []
     for name, raw_job in data["jobs"].items():
-        job = _apply_defaults(raw_job, _module_properties(schema, raw_job["module"]))
+        job = _apply_defaults(raw_job, _module_properties(defaults, raw_job["module"]))
         jobs.append(JobConfig(name=str(name), module=job.pop("module"),
                               enabled=job.pop("enabled", True), dryrun=job.pop("dryrun", False),
                               source=source, options=job))

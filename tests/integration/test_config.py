@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -244,6 +245,18 @@ def test_another_schema_copy_can_be_given(
     path = write_config({"global": {"concurrency": 4}, "jobs": VALID["jobs"]})
     assert config.load(path).settings.concurrency == 4
     assert "global.concurrency: must be at most 2, got 4" in problems_of(path, schema)[0]
+
+
+def test_defaults_hold_whatever_schema_copy_validates(
+    write_config: Callable[..., Path], tmp_path: Path
+) -> None:
+    bare = json.loads((ROOT / "schema" / "molibackup.schema.json").read_text())
+    for spec in bare["definitions"]["ebs-snapshot"]["properties"].values():
+        spec.pop("default", None)
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(bare))
+    (only,) = config.load(write_config(VALID), schema).jobs
+    assert only.options["retention"] == 30
 
 
 def test_a_broken_schema_file_is_a_config_error(
