@@ -75,6 +75,9 @@ def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> Non
                      id="tag-without-value"),
         pytest.param({"volume_tags": {}}, "jobs.myjob01.volume_tags: must not be empty",
                      id="empty-tag-map"),
+        pytest.param({"instance_tags": {"Backup": True}},
+                     "jobs.myjob01.instance_tags.Backup: must be a string; quote values YAML "
+                     "would read otherwise, such as \"true\"", id="unquoted-boolean-tag"),
         pytest.param({"accesskey_id": "AKIAEXAMPLE"},
                      "jobs.myjob01: 'accesskey_id' is set but 'accesskey_secret' is missing: "
                      "give both or neither", id="key-without-secret"),
