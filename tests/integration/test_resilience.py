@@ -18,7 +18,7 @@ import pytest
 
 from molibackup.modules.ebs_snapshot import creator
 from tests.conftest import CliRun, job
-from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault, random_faults
+from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault, empty_answer, random_faults
 from tests.support.fleet import Fleet, Instance, tags_of
 
 Run = Callable[..., CliRun]
@@ -84,6 +84,29 @@ def test_lost_create_answers_never_make_duplicates(
     assert "was lost" in result.log, "some answers were lost, and recovered"
     every_volume = {v for i in instances for v in i.all_volumes}
     assert new_snapshots_per_volume(fleet) == dict.fromkeys(every_volume, 1)
+
+
+def test_a_lost_snapshot_not_yet_listed_is_found_on_a_second_look(
+    fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path], run_cli: Run
+) -> None:
+    web = fleet.instance({"Backup": "daily"})
+    seen: Counter[str] = Counter()
+
+    def lose_once_then_list_late(action: str, params: dict[str, str]) -> Fault | None:
+        seen[action] += 1
+        if action == "CreateSnapshot" and seen[action] == 1:
+            return LOST_ANSWER
+        looking_for_it = "tag:molibackup:run-id" in params.values()
+        if action == "DescribeSnapshots" and looking_for_it and seen["lookup"] == 0:
+            seen["lookup"] += 1
+            return Fault(200, "", body=empty_answer("DescribeSnapshots"))
+        return None
+
+    proxy.state.fault_rules.append(lose_once_then_list_late)
+    result = backup(write_config, run_cli)
+    assert result.status == 0, result.log
+    assert proxy.calls["CreateSnapshot"] == 1, "the second look found it: no second create"
+    assert new_snapshots_per_volume(fleet) == {web.root_volume: 1}
 
 
 def test_the_per_volume_rate_limit_is_waited_out(

@@ -45,6 +45,7 @@ class Fault:
     code: str
     message: str = "injected by the test proxy"
     forward_first: bool = False  # the emulator acts, then the answer is lost
+    body: bytes | None = None  # answer this instead of an error document
 
 
 FaultRule = Callable[[str, dict[str, str]], Fault | None]
@@ -119,14 +120,14 @@ class _Handler(BaseHTTPRequestHandler):
             return
         fault = next((f for rule in state.fault_rules if (f := rule(action, params))), None)
         if fault and not fault.forward_first:
-            self.reply(fault.status, error_body(fault.code, fault.message))
+            self.reply(fault.status, fault.body or error_body(fault.code, fault.message))
             return
         if action in PAGED_SETS:
             status, answer = self.paged(action, params)
         else:
             status, answer = self.forward(body)
         if fault:
-            self.reply(fault.status, error_body(fault.code, fault.message))
+            self.reply(fault.status, fault.body or error_body(fault.code, fault.message))
             return
         if status == 200:
             with state.lock:
@@ -229,6 +230,13 @@ def random_faults(rate: float, seed: int, actions: set[str] | None = None,
         return None
 
     return rule
+
+
+def empty_answer(action: str) -> bytes:
+    """A successful Describe* answer listing nothing, as a not-yet-consistent listing does."""
+    return (f'<?xml version="1.0" encoding="UTF-8"?><{action}Response xmlns="{NS}">'
+            f"<requestId>{uuid.uuid4()}</requestId><{PAGED_SETS[action]}/>"
+            f"</{action}Response>").encode()
 
 
 LOST_ANSWER = Fault(500, "InternalError", "An internal error has occurred.", forward_first=True)

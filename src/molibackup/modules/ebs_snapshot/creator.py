@@ -49,7 +49,12 @@ class Creator:
                ) -> tuple[str | None, str | None]:
         """(snapshot id, None) or (None, why it failed)."""
         last_error = "no attempt made"
+        answer_lost = False
         for attempt in range(1, self.max_attempts + 1):
+            # Listings are eventually consistent: a snapshot that a lost call made may show
+            # only after the backoff, so look again before sending another create.
+            if answer_lost and (found := self.recover(volume, last_error)):
+                return found, None
             try:
                 response = self.client.create_snapshot(
                     VolumeId=volume.volume_id, Description=name,
@@ -68,16 +73,19 @@ class Creator:
                     continue
                 if kind == FINAL:
                     return None, last_error
-                if kind == MAYBE_DONE:
-                    found = self.find_lost(volume)
-                    if found:
-                        self.log.warning(f"volume {volume.volume_id}: the answer to "
-                                         f"CreateSnapshot was lost ({last_error}); found the "
-                                         f"snapshot it made: {found}")
-                        return found, None
+                answer_lost = kind == MAYBE_DONE
+                if answer_lost and (found := self.recover(volume, last_error)):
+                    return found, None
                 if attempt < self.max_attempts:
                     time.sleep(backoff_delay(attempt))
         return None, f"{last_error} (after {self.max_attempts} attempts)"
+
+    def recover(self, volume: Volume, error: str) -> str | None:
+        found = self.find_lost(volume)
+        if found:
+            self.log.warning(f"volume {volume.volume_id}: the answer to CreateSnapshot was lost "
+                             f"({error}); found the snapshot it made: {found}")
+        return found
 
     def find_lost(self, volume: Volume) -> str | None:
         """The snapshot of this volume made by this run, if a lost call made one."""
