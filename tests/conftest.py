@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -77,10 +76,6 @@ class CliRun:
     status: int
     log: str
 
-    @property
-    def lines(self) -> list[str]:
-        return self.log.splitlines()
-
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
@@ -99,6 +94,3 @@ def job(**options: Any) -> dict[str, Any]:
     """An ebs-snapshot job in our test region; options override."""
     return {"module": "ebs-snapshot", "aws_region": REGION, **options}
 
-
-def in_ci() -> bool:
-    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}

@@ -38,12 +38,6 @@ class GlobalSettings:
 
 
 @dataclass(frozen=True)
-class StaticCredentials:
-    access_key_id: str
-    secret_access_key: str = field(repr=False)
-
-
-@dataclass(frozen=True)
 class JobConfig:
     """The options every job has; `options` holds the module's own, already validated."""
 
