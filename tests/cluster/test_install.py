@@ -37,8 +37,8 @@ def installed(kube_cluster: Cluster) -> list[dict[str, Any]]:
         pytest.fail("set MOLIBACKUP_CLUSTER_VALUES to a values file with at least one job")
     values = yaml.safe_load(Path(values_path).read_text())
     objects = render(values, name="e2e", namespace=NAMESPACE)
-    kube_cluster.kubectl(f"create namespace {NAMESPACE}", output_format="")
-    kube_cluster.kubectl("apply", std_input=yaml.safe_dump_all(objects), namespace=NAMESPACE)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}}
+    kube_cluster.kubectl("apply", std_input=yaml.safe_dump_all([namespace, *objects]))
     return objects
 
 
