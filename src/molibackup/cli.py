@@ -5,25 +5,41 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from loguru import logger
 
 from molibackup import __version__, config, log, runner
-from molibackup.errors import ConfigError
+from molibackup.errors import ConfigError, UsageError
+from molibackup.interrupt import Interruption
 
 EXIT_OK = 0
-EXIT_CONFIG = 1
+EXIT_CONFIG = 1  # the configuration, or the command line, cannot be used
 EXIT_JOB_FAILED = 2
+# Interrupted runs exit with 128 + the signal's number: 143 (SIGTERM), 130 (SIGINT).
+
+#: Credentials read from the environment; whitespace around them breaks every request.
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+                        "AWS_SECURITY_TOKEN")
+SECRET_VARIABLES = CREDENTIAL_VARIABLES[1:]
+MAX_PROBLEM_LINES = 200
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors are the user's input problem (exit 1), written in the chosen log format."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="molibackup",
         description="Create and rotate AWS EBS snapshots as described in a YAML configuration.",
-        epilog="Exit status: 0 every job succeeded, 1 the configuration is missing or invalid, "
-               "2 some job failed.",
+        epilog="Exit status: 0 every job succeeded; 1 the configuration or the command line "
+               "cannot be used; 2 some job failed; 130 or 143 interrupted by SIGINT or SIGTERM.",
     )
     p.add_argument("-c", "--config", metavar="FILE",
                    help=f"configuration file (default: ${config.CONFIG_ENV}, "
@@ -36,19 +52,58 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--validate", action="store_true",
                    help="check the configuration and exit (0 valid, 1 invalid); no AWS call")
     p.add_argument("--schema", metavar="FILE",
-                   help="validate against this JSON Schema instead of the packaged one")
+                   help="also validate against this JSON Schema (it can only add refusals)")
     p.add_argument("--log-format", choices=["text", "json"],
                    help="log as text or JSON lines (overrides global.logformat)")
     p.add_argument("--version", action="version", version=f"molibackup {__version__}")
     return p
 
 
-def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now) -> int:
-    args = parser().parse_args(argv)
-    log.configure("info", args.log_format or "text")
-    log.register_secrets(os.environ.get(name) for name in
-                         ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN"))
+def requested_log_format(argv: Sequence[str]) -> str:
+    """--log-format from a command line that argparse could not parse."""
+    for index, arg in enumerate(argv):
+        if arg == "--log-format" and index + 1 < len(argv) and argv[index + 1] in ("text", "json"):
+            return argv[index + 1]
+        if arg in ("--log-format=json", "--log-format=text"):
+            return arg.partition("=")[2]
+    return "text"
+
+
+def credential_problems(env: Mapping[str, str]) -> list[str]:
+    """Credentials in the environment that carry whitespace (a Secret made from a file)."""
+    problems = []
+    for name in CREDENTIAL_VARIABLES:
+        value = env.get(name)
+        if not value or value == value.strip():
+            continue
+        if value.rstrip(" \t") != value.rstrip():
+            flaw = "ends with a newline"
+        elif value != value.rstrip():
+            flaw = "ends with whitespace"
+        elif value != value.lstrip():
+            flaw = "starts with whitespace"
+        problems.append(f"{name} {flaw}: remove it (a Kubernetes Secret made from a file "
+                        "keeps the file's final newline; use `kubectl create secret "
+                        "--from-literal` or strip the file)")
+    return problems
+
+
+def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now,
+         interruption: Interruption | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # Secrets are known before the first line is written, whatever happens next.
+    log.register_secrets(os.environ.get(name) for name in SECRET_VARIABLES)
     try:
+        args = parser().parse_args(argv)
+    except UsageError as exc:
+        log.configure("info", requested_log_format(argv))
+        logger.error(f"usage: {exc}; see 'molibackup --help'")
+        return EXIT_CONFIG
+    log.configure("info", args.log_format or "text")
+    try:
+        problems = credential_problems(os.environ)
+        if problems:
+            raise ConfigError(problems)
         path = config.find_config(args.config)
         loaded = config.load(path, Path(args.schema) if args.schema else None)
         log.register_secrets(config.secrets_of(loaded))
@@ -56,8 +111,10 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
         logger.info(f"configuration: {path}")
         jobs = runner.prepare(loaded, args.job)
     except ConfigError as exc:
-        for problem in exc.problems:
+        for problem in exc.problems[:MAX_PROBLEM_LINES]:
             logger.error(problem)
+        if len(exc.problems) > MAX_PROBLEM_LINES:
+            logger.error(f"... and {len(exc.problems) - MAX_PROBLEM_LINES} more problem(s)")
         logger.error("configuration invalid: nothing was run" if not args.validate
                      else "configuration invalid")
         return EXIT_CONFIG
@@ -65,12 +122,17 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
         logger.info(f"configuration valid: {len(jobs)} job(s): "
                     f"{', '.join(j.job.name for j in jobs)}")
         return EXIT_OK
-    outcomes = runner.run(loaded, jobs, force_dry_run=args.dry_run, clock=clock)
+    interruption = interruption or Interruption()
+    with interruption.installed():
+        outcomes = runner.run(loaded, jobs, force_dry_run=args.dry_run, clock=clock,
+                              interruption=interruption)
+    if interruption.requested:
+        return interruption.exit_status or EXIT_JOB_FAILED
     return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_JOB_FAILED
 
 
 def entrypoint() -> None:
     try:
         sys.exit(main())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # a signal before the handlers were installed
         sys.exit(130)

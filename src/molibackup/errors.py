@@ -21,3 +21,7 @@ class ConfigError(MolibackupError):
 
 class JobError(MolibackupError):
     """A job could not do what it was asked; the message says what and why."""
+
+
+class UsageError(MolibackupError):
+    """The command line cannot be parsed (exit status 1, like a configuration problem)."""

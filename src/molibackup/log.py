@@ -11,6 +11,7 @@ import logging
 import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import Iterable
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TextIO
@@ -28,14 +29,30 @@ TEXT_FORMAT = (
 REDACTED = "***"
 
 _secrets: set[str] = set()
+_ordered: list[str] = []
 _lock = threading.Lock()
+
+
+def secret_forms(value: str) -> set[str]:
+    """Every form in which a secret can be printed: as is, stripped of the whitespace a file
+    leaves around it, and escaped as repr(), JSON and URLs escape it."""
+    forms = {value, value.strip()}
+    for form in list(forms):
+        forms.add(repr(form)[1:-1])
+        forms.add(json.dumps(form)[1:-1])
+        forms.add(urllib.parse.quote(form, safe=""))
+        forms.add(urllib.parse.quote_plus(form, safe=""))
+    return {form for form in forms if form}
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
     """Values that must never be written out, such as access key secrets and session tokens."""
     with _lock:
-        # Very short values would redact ordinary words; no real secret is that short.
-        _secrets.update(value for value in values if value and len(value) >= 6)
+        for value in values:
+            if value and value.strip():
+                _secrets.update(secret_forms(value))
+        # Longest first, so that no shorter form leaves part of a longer one in the text.
+        _ordered[:] = sorted(_secrets, key=len, reverse=True)
 
 
 # Credentials the SDK obtains by itself (IRSA, Pod Identity, instance profile) may show in its
@@ -46,7 +63,7 @@ _CREDENTIAL_FIELDS = re.compile(
 
 
 def redact(text: str) -> str:
-    for secret in _secrets:
+    for secret in _ordered:
         if secret in text:
             text = text.replace(secret, REDACTED)
     return _CREDENTIAL_FIELDS.sub(rf"\1{REDACTED}", text)

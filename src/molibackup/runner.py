@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ from loguru import logger
 from molibackup.aws import AWS_ERRORS, explain, make_session
 from molibackup.config import Config, JobConfig
 from molibackup.errors import ConfigError, JobError
+from molibackup.interrupt import Interruption
 from molibackup.modules import REGISTRY
 from molibackup.modules.base import JobResult, Module, RunContext
 
@@ -61,19 +63,22 @@ def utc_now() -> datetime:
 def run_job(
     prepared: PreparedJob,
     config: Config,
-    force_dry_run: bool,
     clock: Clock,
     session_factory: Callable[[JobConfig], boto3.Session],
+    *,
+    result: JobResult,
+    stop: threading.Event,
 ) -> JobResult:
     job = prepared.job
-    dry_run = force_dry_run or job.dryrun
     log = logger.bind(job=job.name)
-    log.info(f"job {job.name}: starting ({job.module}{', dry run' if dry_run else ''})")
-    context = RunContext(job=job, settings=config.settings, dry_run=dry_run, now=clock(),
-                         log=log, session_factory=session_factory,
-                         result=JobResult(dry_run=dry_run))
+    log.info(f"job {job.name}: starting ({job.module}{', dry run' if result.dry_run else ''})")
+    context = RunContext(job=job, settings=config.settings, dry_run=result.dry_run, now=clock(),
+                         log=log, session_factory=session_factory, result=result, stop=stop)
     try:
-        return prepared.module.run(context)
+        result = prepared.module.run(context)
+        if stop.is_set():
+            result.interrupted = True
+        return result
     except JobError as exc:
         message = str(exc)
     except AWS_ERRORS as exc:
@@ -83,29 +88,53 @@ def run_job(
         message = f"unexpected error: {explain(exc)} (set loglevel: debug for the traceback)"
     log.error(f"job {job.name} failed: {message}")
     context.result.errors.append(message)
+    context.result.interrupted = stop.is_set()
     return context.result
 
 
 def run(
     config: Config,
     jobs: Sequence[PreparedJob],
+    *,
     force_dry_run: bool = False,
     clock: Clock = utc_now,
     session_factory: Callable[[JobConfig], boto3.Session] = make_session,
+    interruption: Interruption | None = None,
 ) -> list[JobOutcome]:
-    outcomes = []
+    interruption = interruption or Interruption()
+    outcomes: list[JobOutcome] = []
+    # If calls in flight outlast the grace time, the summary is still written.
+    interruption.last_words = lambda: summarise(outcomes, jobs, interruption)
     for prepared in jobs:
+        if interruption.requested:
+            break
         if not prepared.job.enabled:
             logger.bind(job=prepared.job.name).info(
                 f"job {prepared.job.name}: disabled (enabled: false), not run")
             continue
-        result = run_job(prepared, config, force_dry_run, clock, session_factory)
+        result = JobResult(dry_run=force_dry_run or prepared.job.dryrun)
         outcomes.append(JobOutcome(prepared.job.name, result))
+        outcomes[-1] = JobOutcome(prepared.job.name, run_job(
+            prepared, config, clock, session_factory, result=result, stop=interruption.stop))
+    interruption.last_words = lambda: None
+    summarise(outcomes, jobs, interruption)
+    return outcomes
+
+
+def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[PreparedJob],
+              interruption: Interruption) -> None:
     for outcome in outcomes:
         log = logger.bind(job=outcome.name)
-        status = "ok" if outcome.ok else "FAILED"
+        status = ("INTERRUPTED" if outcome.result.interrupted
+                  else "ok" if outcome.ok else "FAILED")
         line = f"job {outcome.name}: {status}: {outcome.result.summary()}"
-        (log.info if outcome.ok else log.error)(line)
+        (log.info if outcome.ok and not outcome.result.interrupted else log.error)(line)
     failed = sum(not outcome.ok for outcome in outcomes)
+    if interruption.requested:
+        ran = {outcome.name for outcome in outcomes}
+        not_started = [p.job.name for p in jobs if p.job.enabled and p.job.name not in ran]
+        logger.error(f"run interrupted by {interruption.signal_name}: {len(outcomes)} job(s) "
+                     f"started, {len(not_started)} not started"
+                     + (f" ({', '.join(not_started)})" if not_started else ""))
+        return
     logger.info(f"{len(outcomes)} job(s) run: {len(outcomes) - failed} ok, {failed} failed")
-    return outcomes

@@ -41,16 +41,16 @@ def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> Non
     ("job_options", "expected"),
     [
         pytest.param({"retention": "ninety"},
-                     "jobs.myjob01.retention: must be a whole number of days ≥ 1, got 'ninety'",
+                     "jobs.myjob01.retention: must be a whole number of days between 1 and 36500 (100 years), got 'ninety'",
                      id="retention-not-a-number"),
         pytest.param({"retention": 0},
-                     "jobs.myjob01.retention: must be a whole number of days ≥ 1, got 0",
+                     "jobs.myjob01.retention: must be a whole number of days between 1 and 36500 (100 years), got 0",
                      id="retention-zero"),
         pytest.param({"retention": -5},
-                     "jobs.myjob01.retention: must be a whole number of days ≥ 1, got -5",
+                     "jobs.myjob01.retention: must be a whole number of days between 1 and 36500 (100 years), got -5",
                      id="retention-negative"),
         pytest.param({"retention": 7.5},
-                     "jobs.myjob01.retention: must be a whole number of days ≥ 1, got 7.5",
+                     "jobs.myjob01.retention: must be a whole number of days between 1 and 36500 (100 years), got 7.5",
                      id="retention-fraction"),
         pytest.param({"retension": 90},
                      "jobs.myjob01.retension: unknown option (did you mean 'retention'?)",
@@ -188,7 +188,7 @@ def test_a_directory_is_not_a_config(tmp_path: Path) -> None:
 def test_an_unreadable_file_is_named(write_config: Callable[..., Path]) -> None:
     path = write_config(VALID)
     path.write_bytes(b"jobs:\n  \xff\xfe: 1\n")
-    assert "not a text file" in problems_of(path)[0]
+    assert "not UTF-8 text (invalid byte at line 2, column 3)" in problems_of(path)[0]
 
 
 # --- where the file is found --------------------------------------------------------------

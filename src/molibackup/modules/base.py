@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -24,6 +25,7 @@ class JobResult:
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
     dry_run: bool = False  # created/deleted then count what would have been done
+    interrupted: bool = False  # a signal stopped the job: what is counted is what was done
 
     @property
     def ok(self) -> bool:
@@ -33,7 +35,8 @@ class JobResult:
         would = "would have " if self.dry_run else ""
         return (f"{would}created {self.created}, {would}deleted {self.deleted}, "
                 f"kept {self.kept}, skipped {self.skipped}, failed {len(self.errors)}"
-                + (" (dry run)" if self.dry_run else ""))
+                + (" (dry run)" if self.dry_run else "")
+                + (" (interrupted)" if self.interrupted else ""))
 
 
 @dataclass(frozen=True)
@@ -51,6 +54,8 @@ class RunContext:
     log: Logger
     session_factory: Callable[[JobConfig], boto3.Session]
     result: JobResult = field(default_factory=JobResult)
+    #: Set by SIGTERM/SIGINT: start nothing new (no snapshot, no deletion), report.
+    stop: threading.Event = field(default_factory=threading.Event)
 
 
 class Module(Protocol):

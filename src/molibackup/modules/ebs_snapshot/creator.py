@@ -43,6 +43,7 @@ class Creator:
         self.lookup_client = client_with_retries
         self.run_id = run_id
         self.log = context.log
+        self.stop = context.stop
         self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
 
     def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
@@ -51,6 +52,8 @@ class Creator:
         last_error = "no attempt made"
         answer_lost = False
         for attempt in range(1, self.max_attempts + 1):
+            if attempt > 1 and self.stop.is_set():
+                return None, f"{last_error} (not retried: the run was interrupted)"
             # Listings are eventually consistent: a snapshot that a lost call made may show
             # only after the backoff, so look again before sending another create.
             if answer_lost and (found := self.recover(volume, last_error)):

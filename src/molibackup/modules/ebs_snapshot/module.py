@@ -59,6 +59,7 @@ class Creation:
     volume: Volume
     snapshot_id: str | None = None
     error: str | None = None  # the snapshot was not created
+    not_started: bool = False  # the run was interrupted before this volume's turn
     lock_error: str | None = None  # created, but not locked
 
 
@@ -114,9 +115,14 @@ class EbsSnapshot:
         creations = self.create_snapshots(creator, volumes, context)
         for creation in creations:
             result.created += creation.snapshot_id is not None or (
-                context.dry_run and creation.error is None)
+                context.dry_run and creation.error is None and not creation.not_started)
             result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
         failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
+        if context.stop.is_set():
+            not_started = sum(c.not_started for c in creations)
+            log.warning(f"run interrupted: {not_started} volume(s) not snapshotted; rotation "
+                        "not started, nothing deleted")
+            return result
 
         decisions = retention.plan(self.list_own_snapshots(client), context.now,
                                    self.options.policy, protected_volumes=failed_volumes)
@@ -219,6 +225,8 @@ class EbsSnapshot:
 
     def create_one(self, creator: Creator, volume: Volume, context: RunContext) -> Creation:
         log = context.log
+        if context.stop.is_set():
+            return Creation(volume, not_started=True)
         name = snapshot_name(volume, context.now)
         if context.dry_run:
             log.info(f"dry run: would create snapshot {name} of volume {volume.volume_id}")
@@ -321,6 +329,8 @@ class EbsSnapshot:
         self, client: EC2Client, snapshot_id: str, context: RunContext
     ) -> tuple[Deletion, str | None]:
         """What happened to the snapshot, and a detail for the log."""
+        if context.stop.is_set():
+            return Deletion.SKIPPED, "not deleted: the run was interrupted"
         if context.dry_run:
             return Deletion.WOULD_DELETE, None
         try:
