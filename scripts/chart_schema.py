@@ -34,6 +34,11 @@ def job_settings() -> dict[str, Any]:
                          "status 2). A config error (exit 1) is never retried."},
         "activeDeadlineSeconds": {**NULLABLE_COUNT, "description": "Seconds a run may take "
                                   "before it is stopped; null: no limit."},
+        "terminationGracePeriodSeconds": {
+            "type": "integer", "minimum": 25, "maximum": 3600,
+            "description": "Seconds between SIGTERM and SIGKILL. molibackup waits at most 20 s "
+                           "for the AWS calls in flight, then prints its summary and exits "
+                           "143: keep this above 20."},
         "ttlSecondsAfterFinished": {**NULLABLE_COUNT, "description": "Seconds a finished Job "
                                     "(and its logs) is kept; null: kept until the history "
                                     "limits remove it."},

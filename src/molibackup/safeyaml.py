@@ -77,10 +77,11 @@ class _ConfigLoader(yaml.SafeLoader):
     def construct_object(self, node: Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except ConstructorError:
+        except (ConstructorError, RecursionError):
             raise
-        except (ValueError, KeyError, AttributeError, TypeError, OverflowError):
-            # PyYAML's own converters fail with a bare exception whose text shows the value.
+        except Exception:
+            # PyYAML's own converters fail with bare exceptions (ValueError, KeyError,
+            # IndexError...) whose text shows the value.
             wanted = TAG_WORDS.get(node.tag, node.tag)
             raise _mark_error(f"this value cannot be read as {wanted}; remove the tag or fix "
                               "the value", node.start_mark) from None
@@ -158,6 +159,8 @@ def _problem_from(exc: yaml.YAMLError, text: str) -> YamlProblem:
     if isinstance(exc, yaml.MarkedYAMLError):
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "malformed YAML"
+        if problem.startswith("but found another document"):
+            problem = "found a second YAML document ('---'); a configuration holds exactly one"
         if mark is None:
             return YamlProblem(problem)
         return YamlProblem(problem, mark.line + 1, mark.column + 1)

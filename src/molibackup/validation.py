@@ -287,7 +287,10 @@ def check(data: Any, schema: Mapping[str, Any] | bool, source: Path) -> list[str
     if isinstance(schema, dict):
         lines += [line for line in module_guess_problems(data, schema, source)
                   if line not in lines]
-    lines += [line for line in control_character_problems(data, source) if line not in lines]
+    # A name or value already refused (by a pattern) needs no second line about its characters.
+    refused = {line.split(": ", 2)[1] for line in lines if line.count(": ") >= 2}
+    lines += [line for line in control_character_problems(data, source)
+              if line.split(": ", 2)[1] not in refused]
     return lines
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Callable
@@ -15,18 +14,11 @@ import pytest
 
 from molibackup import __version__
 from tests.conftest import CliRun, job
+from tests.support.cli import molibackup
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.fleet import Fleet
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
-
-
-def molibackup(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    executable = shutil.which("molibackup", path=str(Path(sys.executable).parent))
-    assert executable, "the molibackup console script is not installed"
-    return subprocess.run([executable, *args], capture_output=True, text=True, timeout=120,
-                          check=False,
-                          env=env if env is not None else dict(os.environ))
 
 
 def test_version() -> None:
