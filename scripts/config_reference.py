@@ -48,6 +48,8 @@ def table(schema: dict[str, Any], properties: dict[str, Any], required: list[str
         spec = resolve(schema, raw)
         if name in required:
             default = "**required**"
+        elif "x-default-text" in spec:
+            default = spec["x-default-text"]
         elif "default" in spec:
             default = f"`{json.dumps(spec['default'])}`"
         else:

@@ -190,7 +190,7 @@ def build_config(data: Any, source: Path, schema: dict[str, Any] | bool | None =
         )
     packaged = packaged_schema()
     problems = validation.check(data, packaged, source)
-    if schema is not None and schema != packaged:
+    if schema is not None and schema != packaged and not problems:
         problems += [line for line in extra_problems(data, schema, schema_path or source, source)
                      if line not in problems]
     if problems:

@@ -69,8 +69,17 @@ def redact(text: str) -> str:
     return _CREDENTIAL_FIELDS.sub(rf"\1{REDACTED}", text)
 
 
+# Line breaks and other control characters in a message (from a user's key, an AWS answer)
+# would split one record into several lines or hide text: they are written escaped.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def escape_controls(text: str) -> str:
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
 def _patch(record: Record) -> None:
-    record["message"] = redact(record["message"])
+    record["message"] = escape_controls(redact(record["message"]))
     for key, value in record["extra"].items():
         if isinstance(value, str):
             record["extra"][key] = redact(value)

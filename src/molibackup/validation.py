@@ -281,9 +281,30 @@ def module_guess_problems(data: Any, schema: Mapping[str, Any], source: Path) ->
     return lines
 
 
+def named_keys_only(data: Any, source: Path, problems: list[str], path: tuple[Any, ...] = ()
+                    ) -> Any:
+    """`data` without the mapping entries whose key is not a string (YAML allows numbers,
+    dates or nothing as keys; every name of a configuration is text), each one reported."""
+    if isinstance(data, dict):
+        kept = {}
+        for key, value in data.items():
+            if isinstance(key, str):
+                kept[key] = named_keys_only(value, source, problems, (*path, key))
+            else:
+                problems.append(f"{source}: {location(path)}: the key {describe(key)} is not a "
+                                "name; quote it if it is meant as one")
+        return kept
+    if isinstance(data, list):
+        return [named_keys_only(item, source, problems, (*path, index))
+                for index, item in enumerate(data)]
+    return data
+
+
 def check(data: Any, schema: Mapping[str, Any] | bool, source: Path) -> list[str]:
     """Every problem of raw configuration data, one line each."""
-    lines = schema_problems(data, schema, source)
+    lines: list[str] = []
+    data = named_keys_only(data, source, lines)
+    lines += schema_problems(data, schema, source)
     if isinstance(schema, dict):
         lines += [line for line in module_guess_problems(data, schema, source)
                   if line not in lines]

@@ -12,6 +12,7 @@ import pytest
 
 from molibackup import config
 from molibackup.errors import ConfigError
+from molibackup.modules.ebs_snapshot import EbsSnapshot
 from tests.conftest import CliRun, job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -32,9 +33,10 @@ def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> Non
     (only,) = loaded.jobs
     assert (only.name, only.module, only.enabled, only.dryrun) == (
         "myjob01", "ebs-snapshot", True, False)
-    assert only.options["retention"] == 30
     assert only.options["min_keep"] == 1
     assert only.options["allow_empty"] is False
+    assert only.options["timezone"] == "UTC"
+    assert EbsSnapshot.from_config(only).options.policy.retention_days == 30
 
 
 RETENTION_MUST = ("jobs.myjob01.retention: must be a whole number of days between 1 and 36500 "
@@ -263,7 +265,7 @@ def test_defaults_hold_whatever_schema_copy_validates(
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps(bare))
     (only,) = config.load(write_config(VALID), schema).jobs
-    assert only.options["retention"] == 30
+    assert only.options["min_keep"] == 1
 
 
 def test_a_broken_schema_file_is_a_config_error(

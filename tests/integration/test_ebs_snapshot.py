@@ -202,7 +202,7 @@ def test_snapshots_older_than_retention_are_deleted_and_younger_ones_kept(
     assert young in remaining
     assert old not in remaining
     assert older not in remaining
-    assert re.search(rf"deleted snapshot {old} old-31d volume={volume} age=31 retention=30",
+    assert re.search(rf"deleted snapshot {old} old-31d volume={volume} age=31.0d retention=30d",
                      result.log)
     assert "created 1, deleted 2, kept 2, skipped 0, failed 0" in result.log
 

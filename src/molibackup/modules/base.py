@@ -20,6 +20,7 @@ class JobResult:
     """Counts for the summary line; any error makes the job fail (exit status 2)."""
 
     created: int = 0
+    recent: int = 0  # volumes not snapshotted: one of their snapshots is within min_interval
     deleted: int = 0
     kept: int = 0
     skipped: int = 0
@@ -33,7 +34,8 @@ class JobResult:
 
     def summary(self) -> str:
         would = "would have " if self.dry_run else ""
-        return (f"{would}created {self.created}, {would}deleted {self.deleted}, "
+        recent = f" ({self.recent} recent enough)" if self.recent else ""
+        return (f"{would}created {self.created}{recent}, {would}deleted {self.deleted}, "
                 f"kept {self.kept}, skipped {self.skipped}, failed {len(self.errors)}"
                 + (" (dry run)" if self.dry_run else "")
                 + (" (interrupted)" if self.interrupted else ""))

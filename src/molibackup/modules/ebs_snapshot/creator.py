@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from molibackup.aws import (
     AWS_ERRORS,
@@ -21,6 +23,21 @@ from molibackup.modules.ebs_snapshot.tagging import JOB_TAG, RUN_TAG, VOLUME_TAG
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import TagTypeDef
+
+@dataclass(frozen=True)
+class Made:
+    """A snapshot this run made, as EC2 described it (usually still pending)."""
+
+    snapshot_id: str
+    state: str
+    start_time: datetime
+
+
+def made(raw: Any) -> Made:
+    start = raw.get("StartTime")
+    return Made(raw["SnapshotId"], str(raw.get("State") or "pending"),
+                start.astimezone(UTC) if isinstance(start, datetime) else datetime.now(UTC))
+
 
 # EC2 allows one snapshot of a volume every 15 seconds (SnapshotCreationPerVolumeRateExceeded).
 PER_VOLUME_RATE_WAIT = 15.0
@@ -47,8 +64,8 @@ class Creator:
         self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
 
     def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
-               ) -> tuple[str | None, str | None]:
-        """(snapshot id, None) or (None, why it failed)."""
+               ) -> tuple[Made | None, str | None]:
+        """(the snapshot made, None) or (None, why it failed)."""
         last_error = "no attempt made"
         answer_lost = False
         for attempt in range(1, self.max_attempts + 1):
@@ -62,7 +79,7 @@ class Creator:
                 response = self.client.create_snapshot(
                     VolumeId=volume.volume_id, Description=name,
                     TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
-                return response["SnapshotId"], None
+                return made(response), None
             except AWS_ERRORS as exc:
                 last_error = explain(exc)
                 code, kind = error_code(exc), failure_kind(exc)
@@ -83,14 +100,14 @@ class Creator:
                     time.sleep(backoff_delay(attempt))
         return None, f"{last_error} (after {self.max_attempts} attempts)"
 
-    def recover(self, volume: Volume, error: str) -> str | None:
+    def recover(self, volume: Volume, error: str) -> Made | None:
         found = self.find_lost(volume)
         if found:
             self.log.warning(f"volume {volume.volume_id}: the answer to CreateSnapshot was lost "
-                             f"({error}); found the snapshot it made: {found}")
+                             f"({error}); found the snapshot it made: {found.snapshot_id}")
         return found
 
-    def find_lost(self, volume: Volume) -> str | None:
+    def find_lost(self, volume: Volume) -> Made | None:
         """The snapshot of this volume made by this run, if a lost call made one."""
         try:
             found = self.lookup_client.describe_snapshots(OwnerIds=["self"], Filters=[
@@ -102,7 +119,7 @@ class Creator:
             self.log.warning(f"volume {volume.volume_id}: could not look for a snapshot a lost "
                              f"call may have made: {explain(exc)}")
             return None
-        ids = sorted(s["SnapshotId"] for s in found)
-        return ids[0] if ids else None
+        first = sorted(found, key=lambda raw: raw["SnapshotId"])[:1]
+        return made(first[0]) if first else None
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC
-from enum import StrEnum
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import botocore.exceptions
@@ -18,24 +16,21 @@ from molibackup.aws import (
     AWS_ERRORS,
     ec2_client,
     error_code,
-    error_message,
     explain,
     local_instance_id,
     paginate,
 )
 from molibackup.config import JobConfig
+from molibackup.durations import format_duration
 from molibackup.errors import JobError
 from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext
-from molibackup.modules.ebs_snapshot.creator import Creator
+from molibackup.modules.ebs_snapshot import inventory, rotation
+from molibackup.modules.ebs_snapshot.creator import Creator, Made
 from molibackup.modules.ebs_snapshot.options import Options
 from molibackup.modules.ebs_snapshot.tagging import (
-    CREATED_BY,
-    JOB_TAG,
-    VOLUME_TAG,
     Volume,
     filters_for_tags,
-    is_owned_by,
     snapshot_name,
     snapshot_tags,
     tag_dict,
@@ -47,17 +42,10 @@ if TYPE_CHECKING:
 INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
 
 
-class Deletion(StrEnum):
-    DELETED = "deleted"
-    WOULD_DELETE = "would delete"
-    SKIPPED = "skipped"
-    FAILED = "failed"
-
-
 @dataclass
 class Creation:
     volume: Volume
-    snapshot_id: str | None = None
+    made: Made | None = None
     error: str | None = None  # the snapshot was not created
     not_started: bool = False  # the run was interrupted before this volume's turn
     lock_error: str | None = None  # created, but not locked
@@ -106,15 +94,18 @@ class EbsSnapshot:
                                "selection, or set allow_empty: true if that is expected")
             log.warning(f"no volume matched ({what}); allow_empty is set, so this is not an error")
 
+        inventory = self.take_inventory(client, volumes, context)
+        to_snapshot = self.due_volumes(volumes, inventory, context)
+
         run_id = uuid.uuid4().hex
         # CreateSnapshot has no idempotency token: its retries are ours, so that an answer
         # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
         creator = Creator(self.job.name, ec2_client(session, self.options.aws_region,
                                                     context.settings, max_attempts=1),
                           client, run_id, context)
-        creations = self.create_snapshots(creator, volumes, context)
+        creations = self.create_snapshots(creator, to_snapshot, context)
         for creation in creations:
-            result.created += creation.snapshot_id is not None or (
+            result.created += creation.made is not None or (
                 context.dry_run and creation.error is None and not creation.not_started)
             result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
         failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
@@ -123,11 +114,66 @@ class EbsSnapshot:
             log.warning(f"run interrupted: {not_started} volume(s) not snapshotted; rotation "
                         "not started, nothing deleted")
             return result
+        if inventory is None:
+            log.error("rotation skipped: the job's snapshots could not be listed")
+            return result
 
-        decisions = retention.plan(self.list_own_snapshots(client), context.now,
-                                   self.options.policy, protected_volumes=failed_volumes)
-        self.apply(client, decisions, result, context)
+        new = [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
+                                  c.made.state, snapshot_name(c.volume, context.now))
+               for c in creations if c.made]
+        decisions = retention.plan([*inventory, *new], context.now, self.options.policy,
+                                   protected_volumes=failed_volumes)
+        rotation.apply(client, decisions, self.options.policy, result, context)
         return result
+
+    def take_inventory(self, client: EC2Client, volumes: list[Volume], context: RunContext
+                       ) -> list[retention.Snapshot] | None:
+        """The job's snapshots (and the original tool's, when adopting), listed before any
+        is created. None when they cannot be listed: the backups are still made (unless
+        min_interval needs the list), rotation is skipped, and the job fails."""
+        try:
+            owned = list(inventory.own_snapshots(client, self.job.name))
+            if self.options.adopt_untagged and volumes:
+                originals = inventory.untagged_originals(client, volumes)
+                if originals:
+                    owned += inventory.adopt(client, originals, context)
+        except AWS_ERRORS as exc:
+            message = f"could not list the job's snapshots: {explain(exc)}"
+            if self.options.min_interval is not None:
+                raise JobError(f"{message}; without them min_interval cannot be honoured, so "
+                               "no snapshot was made") from None
+            context.log.error(message)
+            context.result.errors.append(message)
+            return None
+        return owned
+
+    def due_volumes(self, volumes: list[Volume], snapshots: list[retention.Snapshot] | None,
+                    context: RunContext) -> list[Volume]:
+        """The volumes to snapshot now: all of them, but with min_interval those whose
+        newest snapshot of this job (completed or pending) is older than that."""
+        interval = self.options.min_interval
+        if interval is None or snapshots is None:
+            return volumes
+        newest: dict[str, retention.Snapshot] = {}
+        for snap in snapshots:
+            if snap.state != retention.FAILED and (
+                    snap.volume_id not in newest
+                    or snap.start_time > newest[snap.volume_id].start_time):
+                newest[snap.volume_id] = snap
+        due = []
+        for volume in volumes:
+            recent = newest.get(volume.volume_id)
+            if recent is not None and context.now - recent.start_time < interval:
+                age = max(context.now - recent.start_time, timedelta(0))
+                context.log.info(
+                    f"volume {volume.volume_id} ({volume.name}): snapshot "
+                    f"{recent.snapshot_id} ({recent.state}) is {format_duration(age)} old, "
+                    f"within min_interval {format_duration(interval)}: backed up, no new "
+                    "snapshot")
+                context.result.recent += 1
+            else:
+                due.append(volume)
+        return due
 
     def describe_selection(self, instance_id: str | None) -> str:
         parts = [f"region {self.options.aws_region}"]
@@ -233,16 +279,16 @@ class EbsSnapshot:
             return Creation(volume)
         tags = snapshot_tags(volume, self.job.name, context.now, creator.run_id,
                              self.options.copy_volume_tags)
-        snapshot_id, error = creator.create(volume, name, tags)
+        made, error = creator.create(volume, name, tags)
         if error is not None:
             message = f"volume {volume.volume_id} ({volume.name}): snapshot not created: {error}"
             log.error(message + "; its older snapshots are all kept")
             return Creation(volume, error=message)
-        assert snapshot_id is not None
-        log.info(f"created snapshot {snapshot_id} {name} of volume {volume.volume_id}")
-        creation = Creation(volume, snapshot_id=snapshot_id)
+        assert made is not None
+        log.info(f"created snapshot {made.snapshot_id} {name} of volume {volume.volume_id}")
+        creation = Creation(volume, made=made)
         if self.options.lock:
-            creation.lock_error = self.lock(creator.lookup_client, snapshot_id, context)
+            creation.lock_error = self.lock(creator.lookup_client, made.snapshot_id, context)
         return creation
 
     def lock(self, client: EC2Client, snapshot_id: str, context: RunContext) -> str | None:
@@ -258,90 +304,3 @@ class EbsSnapshot:
             return message
         context.log.info(f"locked snapshot {snapshot_id} in {mode} mode for {days} day(s)")
         return None
-
-    # --- rotating -----------------------------------------------------------------------
-
-    def list_own_snapshots(self, client: EC2Client) -> Iterator[retention.Snapshot]:
-        """This job's snapshots, streamed; the tag filter is checked again on our side."""
-        raw_snapshots = paginate(
-            client, "describe_snapshots", "Snapshots", OwnerIds=["self"],
-            Filters=[{"Name": f"tag:{CREATED_BY[0]}", "Values": [CREATED_BY[1]]},
-                     {"Name": f"tag:{JOB_TAG}", "Values": [self.job.name]}])
-        for raw in raw_snapshots:
-            tags = tag_dict(raw.get("Tags"))
-            if not is_owned_by(tags, self.job.name):
-                continue
-            # Only what a decision needs, in compact form: 100,000 snapshots must fit in a
-            # small pod. Volume ids and states repeat (interned); botocore's timestamps carry
-            # a time zone object each, replaced by the shared UTC one.
-            yield retention.Snapshot(
-                snapshot_id=raw["SnapshotId"],
-                volume_id=sys.intern(tags.get(VOLUME_TAG) or raw.get("VolumeId", "unknown")),
-                start_time=raw["StartTime"].astimezone(UTC),
-                state=sys.intern(raw.get("State", "completed")),
-                name=tags.get("Name") or raw.get("Description", ""),
-            )
-
-    def apply(
-        self, client: EC2Client, decisions: list[retention.Decision], result: JobResult,
-        context: RunContext,
-    ) -> None:
-        log = context.log
-        days = self.options.policy.retention_days
-        to_delete = []
-        for decision in decisions:
-            snap = decision.snapshot
-            if decision.delete:
-                to_delete.append(decision)
-            else:
-                result.kept += 1
-                log.info(f"kept snapshot {snap.snapshot_id} {snap.name} volume={snap.volume_id} "
-                         f"age={decision.age_days} retention={days} ({decision.reason})")
-        if not to_delete:
-            return
-
-        def delete(
-            decision: retention.Decision,
-        ) -> tuple[retention.Decision, Deletion, str | None]:
-            return (decision, *self.delete_one(client, decision.snapshot.snapshot_id, context))
-
-        with ThreadPoolExecutor(max_workers=context.settings.concurrency,
-                                thread_name_prefix="delete") as pool:
-            for decision, outcome, detail in pool.map(delete, to_delete):
-                snap = decision.snapshot
-                what = (f"snapshot {snap.snapshot_id} {snap.name} volume={snap.volume_id} "
-                        f"age={decision.age_days} retention={days}")
-                if outcome == Deletion.DELETED:
-                    result.deleted += 1
-                    log.info(f"deleted {what}{detail or ''}")
-                elif outcome == Deletion.WOULD_DELETE:
-                    result.deleted += 1
-                    log.info(f"dry run: would delete {what}")
-                elif outcome == Deletion.SKIPPED:
-                    result.skipped += 1
-                    log.warning(f"skipped {what}: {detail}")
-                else:
-                    message = f"could not delete {what}: {detail}"
-                    result.errors.append(message)
-                    log.error(message)
-
-    def delete_one(
-        self, client: EC2Client, snapshot_id: str, context: RunContext
-    ) -> tuple[Deletion, str | None]:
-        """What happened to the snapshot, and a detail for the log."""
-        if context.stop.is_set():
-            return Deletion.SKIPPED, "not deleted: the run was interrupted"
-        if context.dry_run:
-            return Deletion.WOULD_DELETE, None
-        try:
-            client.delete_snapshot(SnapshotId=snapshot_id)
-        except AWS_ERRORS as exc:
-            code, text = error_code(exc), error_message(exc)
-            if code == "InvalidSnapshot.NotFound":
-                return Deletion.DELETED, " (already gone)"
-            if code == "InvalidSnapshot.InUse":
-                return Deletion.SKIPPED, f"in use by an AMI ({text})"
-            if "lock" in code.lower() or "lock" in text.lower():
-                return Deletion.SKIPPED, f"locked against deletion ({text})"
-            return Deletion.FAILED, explain(exc)
-        return Deletion.DELETED, None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, timedelta, tzinfo
+from zoneinfo import ZoneInfo
 
-from molibackup import retention
+from molibackup import durations, retention
 from molibackup.config import JobConfig
 from molibackup.errors import ConfigError
 
@@ -46,6 +48,8 @@ class Options:
     allow_empty: bool
     copy_volume_tags: bool
     lock: LockPolicy | None
+    min_interval: timedelta | None
+    adopt_untagged: bool
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -55,21 +59,57 @@ class Options:
         raw = job.options
         instance_tags = merge_tags(job, "instance_tag", "instance_tags", problems)
         volume_tags = merge_tags(job, "volume_tag", "volume_tags", problems)
+        policy = parse_policy(job, problems)
+        min_interval = None
+        if "min_interval" in raw:
+            try:
+                min_interval = durations.parse(str(raw["min_interval"]))
+            except ValueError as exc:
+                problems.append(job.problem("min_interval", str(exc)))
         if problems:
             raise ConfigError(problems)
+        assert policy is not None
         lock = None
         if "lock_mode" in raw:
             lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
         return cls(
             aws_region=raw["aws_region"],
-            policy=retention.Policy(retention_days=int(raw["retention"]),
-                                    min_keep=int(raw["min_keep"])),
+            policy=policy,
             instance_id=raw.get("instance_id"),
             instance_tags=instance_tags,
             volume_tags=volume_tags,
             allow_empty=bool(raw["allow_empty"]),
             copy_volume_tags=bool(raw["copy_volume_tags"]),
             lock=lock,
+            min_interval=min_interval,
+            adopt_untagged=bool(raw.get("adopt_untagged", False)),
         )
+
+
+KEEP_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",
+              "keep_yearly")
+
+
+def time_zone(job: JobConfig, problems: list[str]) -> tzinfo:
+    name = str(job.options.get("timezone", "UTC"))
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        pass
+    problems.append(job.problem("timezone", f"unknown time zone {name!r}: give an IANA name "
+                                            "such as UTC, Europe/Paris or America/New_York"))
+    return UTC
+
+
+def parse_policy(job: JobConfig, problems: list[str]) -> retention.Policy | None:
+    """The retention policy: `retention` defaults to 30 days only when no keep rule is set."""
+    raw = job.options
+    rules = {name: int(raw[name]) for name in KEEP_RULES if name in raw}
+    days = raw.get("retention")
+    if days is None and not rules:
+        days = retention.DEFAULT_RETENTION_DAYS
+    zone = time_zone(job, problems)
+    return retention.Policy(retention_days=None if days is None else int(days),
+                            min_keep=int(raw["min_keep"]), timezone=zone, **rules)
 
 

@@ -1,0 +1,98 @@
+"""The job's snapshots in one place: listed once by tag, in compact records.
+
+Also adopts the snapshots of the original (Go) molibackup, when the job asks: those carry
+``CreatedBy=molibackup`` but no job tag, so no job would ever rotate them.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC
+from typing import TYPE_CHECKING, Any
+
+from molibackup import retention
+from molibackup.aws import paginate
+from molibackup.modules.base import RunContext
+from molibackup.modules.ebs_snapshot.tagging import (
+    CREATED_BY,
+    JOB_TAG,
+    VOLUME_TAG,
+    Volume,
+    is_owned_by,
+    tag_dict,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+VOLUME_IDS_PER_CALL = 200  # EC2's limit on values of one filter
+RESOURCES_PER_TAG_CALL = 100
+
+
+def record(raw: Any, tags: dict[str, str]) -> retention.Snapshot:
+    """Only what a decision needs, in compact form: 100,000 snapshots must fit in a small
+    pod. Volume ids and states repeat (interned); botocore's timestamps carry a time zone
+    object each, replaced by the shared UTC one."""
+    return retention.Snapshot(
+        snapshot_id=raw["SnapshotId"],
+        volume_id=sys.intern(tags.get(VOLUME_TAG) or raw.get("VolumeId") or "unknown"),
+        start_time=raw["StartTime"].astimezone(UTC),
+        state=sys.intern(raw.get("State", "completed")),
+        name=tags.get("Name") or raw.get("Description", ""),
+    )
+
+
+def own_snapshots(client: EC2Client, job_name: str) -> Iterator[retention.Snapshot]:
+    """This job's snapshots, streamed; the tag filter is checked again on our side."""
+    raw_snapshots = paginate(
+        client, "describe_snapshots", "Snapshots", OwnerIds=["self"],
+        Filters=[{"Name": f"tag:{CREATED_BY[0]}", "Values": [CREATED_BY[1]]},
+                 {"Name": f"tag:{JOB_TAG}", "Values": [job_name]}])
+    for raw in raw_snapshots:
+        tags = tag_dict(raw.get("Tags"))
+        if is_owned_by(tags, job_name):
+            yield record(raw, tags)
+
+
+def untagged_originals(client: EC2Client, volumes: Iterable[Volume]) -> list[Any]:
+    """Snapshots of these volumes made by the original molibackup: CreatedBy=molibackup,
+    no job tag. Anything without CreatedBy=molibackup is never returned."""
+    volume_ids = sorted({volume.volume_id for volume in volumes})
+    found = []
+    for start in range(0, len(volume_ids), VOLUME_IDS_PER_CALL):
+        batch = volume_ids[start:start + VOLUME_IDS_PER_CALL]
+        for raw in paginate(client, "describe_snapshots", "Snapshots", OwnerIds=["self"],
+                            Filters=[{"Name": f"tag:{CREATED_BY[0]}", "Values": [CREATED_BY[1]]},
+                                     {"Name": "volume-id", "Values": batch}]):
+            tags = tag_dict(raw.get("Tags"))
+            if (tags.get(CREATED_BY[0]) == CREATED_BY[1] and JOB_TAG not in tags
+                    and raw.get("VolumeId") in batch):
+                found.append(raw)
+    return found
+
+
+def adopt(client: EC2Client, originals: list[Any], context: RunContext
+          ) -> list[retention.Snapshot]:
+    """Tag the original tool's snapshots as this job's; the records of those now owned."""
+    log = context.log
+    job = context.job.name
+    adopted: list[retention.Snapshot] = []
+    by_volume: dict[str, list[Any]] = {}
+    for raw in originals:
+        by_volume.setdefault(raw["VolumeId"], []).append(raw)
+    for volume_id, raws in sorted(by_volume.items()):
+        for start in range(0, len(raws), RESOURCES_PER_TAG_CALL):
+            batch = raws[start:start + RESOURCES_PER_TAG_CALL]
+            ids = [raw["SnapshotId"] for raw in batch]
+            if context.dry_run:
+                log.info(f"dry run: would adopt {len(ids)} snapshot(s) of volume {volume_id} "
+                         f"made by the original molibackup: {', '.join(ids)}")
+            else:
+                client.create_tags(Resources=ids, Tags=[
+                    {"Key": JOB_TAG, "Value": job}, {"Key": VOLUME_TAG, "Value": volume_id}])
+                log.info(f"adopted {len(ids)} snapshot(s) of volume {volume_id} made by the "
+                         f"original molibackup: {', '.join(ids)}")
+            adopted += [record(raw, {**tag_dict(raw.get("Tags")), VOLUME_TAG: volume_id})
+                        for raw in batch]
+    return adopted

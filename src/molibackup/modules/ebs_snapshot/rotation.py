@@ -1,0 +1,89 @@
+"""Carrying out retention decisions: log why each snapshot stays, delete the others."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+from molibackup import retention
+from molibackup.aws import AWS_ERRORS, error_code, error_message, explain
+from molibackup.modules.base import JobResult, RunContext
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+
+class Deletion(StrEnum):
+    DELETED = "deleted"
+    WOULD_DELETE = "would delete"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+def describe(decision: retention.Decision, policy: retention.Policy) -> str:
+    snap = decision.snapshot
+    text = (f"snapshot {snap.snapshot_id} {snap.name} volume={snap.volume_id} "
+            f"age={retention.format_age(decision.age_days)}")
+    if policy.retention_days is not None:
+        text += f" retention={policy.retention_days}d"
+    return text
+
+
+def delete_one(client: EC2Client, snapshot_id: str, context: RunContext
+               ) -> tuple[Deletion, str | None]:
+    """What happened to the snapshot, and a detail for the log."""
+    if context.stop.is_set():
+        return Deletion.SKIPPED, "not deleted: the run was interrupted"
+    if context.dry_run:
+        return Deletion.WOULD_DELETE, None
+    try:
+        client.delete_snapshot(SnapshotId=snapshot_id)
+    except AWS_ERRORS as exc:
+        code, text = error_code(exc), error_message(exc)
+        if code == "InvalidSnapshot.NotFound":
+            return Deletion.DELETED, " (already gone)"
+        if code == "InvalidSnapshot.InUse":
+            return Deletion.SKIPPED, f"in use by an AMI ({text})"
+        if "lock" in code.lower() or "lock" in text.lower():
+            return Deletion.SKIPPED, f"locked against deletion ({text})"
+        return Deletion.FAILED, explain(exc)
+    return Deletion.DELETED, None
+
+
+def apply(client: EC2Client, decisions: list[retention.Decision], policy: retention.Policy,
+          result: JobResult, context: RunContext) -> None:
+    log = context.log
+    to_delete = []
+    for decision in decisions:
+        if decision.delete:
+            to_delete.append(decision)
+        else:
+            result.kept += 1
+            log.info(f"kept {describe(decision, policy)} ({decision.reason})")
+    if not to_delete:
+        return
+    rules = policy.describe()
+
+    def delete(decision: retention.Decision
+               ) -> tuple[retention.Decision, Deletion, str | None]:
+        return (decision, *delete_one(client, decision.snapshot.snapshot_id, context))
+
+    with ThreadPoolExecutor(max_workers=context.settings.concurrency,
+                            thread_name_prefix="delete") as pool:
+        for decision, outcome, detail in pool.map(delete, to_delete):
+            what = describe(decision, policy)
+            why = f"{decision.reason}: {rules}"
+            if outcome == Deletion.DELETED:
+                result.deleted += 1
+                log.info(f"deleted {what}{detail or ''} ({why})")
+            elif outcome == Deletion.WOULD_DELETE:
+                result.deleted += 1
+                log.info(f"dry run: would delete {what} ({why})")
+            elif outcome == Deletion.SKIPPED:
+                result.skipped += 1
+                log.warning(f"skipped {what}: {detail}")
+            else:
+                message = f"could not delete {what}: {detail}"
+                result.errors.append(message)
+                log.error(message)
