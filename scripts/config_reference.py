@@ -24,7 +24,9 @@ def resolve(schema: dict[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
             target = schema
             for part in ref.removeprefix("#/").split("/"):
                 target = target[part]
-            merged = {**target, **merged}
+            merged = {**resolve(schema, target), **merged}
+    merged.pop("$ref", None)
+    merged.pop("allOf", None)
     return merged
 
 
@@ -33,7 +35,13 @@ def kind(spec: dict[str, Any]) -> str:
         return " \\| ".join(f"`{v}`" for v in spec["enum"])
     words = {"integer": "integer", "string": "string", "boolean": "boolean",
              "object": "map of string to string"}
-    text = words.get(spec.get("type", ""), spec.get("type", ""))
+    kinds = spec.get("type", "")
+    kinds = [k for k in kinds if k != "null"][0] if isinstance(kinds, list) else kinds
+    if kinds == "object" and "properties" in spec:
+        return "mapping"
+    text = words.get(kinds, kinds)
+    if kinds == "string" and spec.get("pattern", "").startswith("^https?"):
+        text = "URL"
     bounds = []
     if "minimum" in spec:
         bounds.append(f"≥ {spec['minimum']}")
@@ -42,9 +50,12 @@ def kind(spec: dict[str, Any]) -> str:
     return f"{text} {', '.join(bounds)}".strip()
 
 
-def table(schema: dict[str, Any], properties: dict[str, Any], required: list[str]) -> list[str]:
-    rows = ["| option | type | default | description |", "|---|---|---|---|"]
-    for name, raw in properties.items():
+def table(schema: dict[str, Any], properties: dict[str, Any], required: list[str],
+          prefix: str = "") -> list[str]:
+    rows = ["| option | type | default | description |", "|---|---|---|---|"] if not prefix \
+        else []
+    for short, raw in properties.items():
+        name = prefix + short
         spec = resolve(schema, raw)
         if name in required:
             default = "**required**"
@@ -55,7 +66,11 @@ def table(schema: dict[str, Any], properties: dict[str, Any], required: list[str
         else:
             default = "—"
         description = spec.get("description", "").replace("|", "\\|")
+        if default == "`{}`":
+            default = "—"
         rows.append(f"| `{name}` | {kind(spec)} | {default} | {description} |")
+        if "properties" in spec:
+            rows += table(schema, spec["properties"], spec.get("required", []), f"{name}.")
     return rows
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -77,16 +78,41 @@ def client_config(settings: GlobalSettings, max_attempts: int | None = None) -> 
     )
 
 
+class CallStats:
+    """How many EC2 requests a job sent (every attempt) and how many were throttled."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.throttled = 0
+        self._lock = threading.Lock()
+
+    def attach(self, client: Any) -> None:
+        # Emitted after every attempt, retried or not, whatever the retry mode.
+        client.meta.events.register("needs-retry.ec2", self._attempt)
+
+    def _attempt(self, response: Any = None, **_: Any) -> None:
+        code = ""
+        if isinstance(response, tuple) and len(response) == 2 and isinstance(response[1], dict):
+            code = str(response[1].get("Error", {}).get("Code", ""))
+        with self._lock:
+            self.calls += 1
+            self.throttled += code in THROTTLING_CODES
+
+
 def ec2_client(
-    session: boto3.Session, region: str, settings: GlobalSettings, max_attempts: int | None = None
+    session: boto3.Session, region: str, settings: GlobalSettings,
+    max_attempts: int | None = None, stats: CallStats | None = None,
 ) -> EC2Client:
     """A client for one job: botocore clients are thread-safe and share a connection pool.
 
     With adaptive retries each client paces itself from the throttling it sees, so a client
     per EC2 throttling bucket (describe, create, delete) learns each bucket's own rate.
     """
-    return session.client("ec2", region_name=region,
-                          config=client_config(settings, max_attempts))
+    client = session.client("ec2", region_name=region,
+                            config=client_config(settings, max_attempts))
+    if stats is not None:
+        stats.attach(client)
+    return client
 
 
 # The largest page each Describe call allows: fewer calls, and paginated calls fall into

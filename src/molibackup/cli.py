@@ -6,12 +6,13 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
 from loguru import logger
 
-from molibackup import __version__, config, log, runner
+from molibackup import __version__, check, config, durations, log, runner
 from molibackup.errors import ConfigError, UsageError
 from molibackup.interrupt import Interruption
 
@@ -56,7 +57,33 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"],
                    help="log as text or JSON lines (overrides global.logformat)")
     p.add_argument("--version", action="version", version=f"molibackup {__version__}")
+    commands = p.add_subparsers(dest="command", metavar="{check}",
+                                parser_class=_Parser)
+    check = commands.add_parser(
+        "check", help="report, for every volume each job selects, the age of its newest "
+                      "completed snapshot; exit 2 when one is older than the limit",
+        description="Read-only coverage check: lists every volume each job selects with "
+                    "the age of its newest completed snapshot of that job. Exit status 0 "
+                    "when all are recent enough, 2 when one is not, 1 on a config problem.")
+    check.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
+                       help="configuration file (as before the command)")
+    check.add_argument("--job", action="append", dest="check_jobs", default=[],
+                       metavar="NAME", help="check only this job (repeatable)")
+    check.add_argument("--max-age", metavar="DURATION", type=_duration,
+                       help="the oldest a newest completed snapshot may be, such as 36h or "
+                            "2d (default: twice the job's min_interval, else 2d)")
+    check.add_argument("--output", choices=["text", "json"], default="text",
+                       help="a table (default) or a JSON document, on standard output")
+    check.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
+                       help="log as text or JSON lines (as before the command)")
     return p
+
+
+def _duration(text: str) -> timedelta:
+    try:
+        return durations.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def requested_log_format(argv: Sequence[str]) -> str:
@@ -109,7 +136,7 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
         log.register_secrets(config.secrets_of(loaded))
         log.configure(loaded.settings.loglevel, args.log_format or loaded.settings.logformat)
         logger.info(f"configuration: {path}")
-        jobs = runner.prepare(loaded, args.job)
+        jobs = runner.prepare(loaded, [*args.job, *getattr(args, "check_jobs", [])])
     except ConfigError as exc:
         for problem in exc.problems[:MAX_PROBLEM_LINES]:
             logger.error(problem)
@@ -122,6 +149,10 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
         logger.info(f"configuration valid: {len(jobs)} job(s): "
                     f"{', '.join(j.job.name for j in jobs)}")
         return EXIT_OK
+    if args.command == "check":
+        now = clock()
+        coverages = check.check_jobs(loaded, jobs, now, args.max_age)
+        return EXIT_OK if check.report(coverages, now, args.output) else EXIT_JOB_FAILED
     interruption = interruption or Interruption()
     with interruption.installed():
         outcomes = runner.run(loaded, jobs, force_dry_run=args.dry_run, clock=clock,

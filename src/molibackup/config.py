@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -25,6 +26,13 @@ SYSTEM_CONFIG = Path("/etc/molibackup") / CONFIG_NAME
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    pushgateway: str | None = None
+    textfile: Path | None = None
+    timeout: int = 5
+
+
+@dataclass(frozen=True)
 class GlobalSettings:
     loglevel: str = "info"
     logformat: str = "text"
@@ -32,6 +40,8 @@ class GlobalSettings:
     max_attempts: int | None = None
     connect_timeout: int = 10
     read_timeout: int = 60
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    ping_url: str | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,8 @@ class JobConfig:
     dryrun: bool
     source: Path
     options: Mapping[str, Any] = field(repr=False)
+    pushgateway: str | None = field(default=None, repr=False)
+    ping_url: str | None = field(default=None, repr=False)
 
     def problem(self, option: str, message: str) -> str:
         """A user-facing line about one option of this job."""
@@ -158,6 +170,16 @@ def _apply_defaults(data: dict[str, Any], properties: Mapping[str, Any]) -> dict
     return filled
 
 
+def _metrics_settings(raw: Mapping[str, Any], global_properties: Mapping[str, Any]
+                      ) -> MetricsSettings:
+    defaults = global_properties["metrics"]["properties"]
+    filled = _apply_defaults(dict(raw), defaults)
+    textfile = filled.get("textfile")
+    return MetricsSettings(pushgateway=filled.get("pushgateway"),
+                           textfile=Path(textfile) if textfile else None,
+                           timeout=int(filled["timeout"]))
+
+
 def _module_properties(schema: Mapping[str, Any], module: str) -> Mapping[str, Any]:
     definition = schema.get("definitions", {}).get(module, {})
     properties: Mapping[str, Any] = definition.get("properties", {})
@@ -169,8 +191,12 @@ def secrets_in(data: Any) -> list[str]:
     jobs = data.get("jobs") if isinstance(data, dict) else None
     if not isinstance(jobs, dict):
         return []
-    return [str(job[key]) for job in jobs.values() if isinstance(job, dict)
-            for key in validation.SECRET_OPTIONS if job.get(key) is not None]
+    found = [str(job[key]) for job in jobs.values() if isinstance(job, dict)
+             for key in validation.SECRET_OPTIONS if job.get(key) is not None]
+    glob = data.get("global") if isinstance(data, dict) else None
+    if isinstance(glob, dict) and glob.get("ping_url") is not None:
+        found.append(str(glob["ping_url"]))
+    return found
 
 
 def build_config(data: Any, source: Path, schema: dict[str, Any] | bool | None = None,
@@ -205,13 +231,17 @@ def build_config(data: Any, source: Path, schema: dict[str, Any] | bool | None =
         max_attempts=raw_global.get("max_attempts"),
         connect_timeout=raw_global["connect_timeout"],
         read_timeout=raw_global["read_timeout"],
+        metrics=_metrics_settings(raw_global.get("metrics") or {}, global_properties),
+        ping_url=raw_global.get("ping_url"),
     )
     jobs = []
     for name, raw_job in data["jobs"].items():
         job = _apply_defaults(raw_job, _module_properties(packaged, raw_job["module"]))
         jobs.append(JobConfig(name=str(name), module=job.pop("module"),
                               enabled=job.pop("enabled", True), dryrun=job.pop("dryrun", False),
-                              source=source, options=job))
+                              source=source,
+                              pushgateway=(job.pop("metrics", None) or {}).get("pushgateway"),
+                              ping_url=job.pop("ping_url", None), options=job))
     return Config(path=source, settings=settings, jobs=tuple(jobs))
 
 
@@ -223,8 +253,13 @@ def load(path: Path, schema_path: Path | None = None) -> Config:
 
 def secrets_of(config: Config) -> list[str]:
     """Values that must never appear in a log line."""
-    return [
-        str(job.options["accesskey_secret"])
-        for job in config.jobs
-        if "accesskey_secret" in job.options
-    ]
+    found = [str(job.options["accesskey_secret"]) for job in config.jobs
+             if "accesskey_secret" in job.options]
+    found += [job.ping_url for job in config.jobs if job.ping_url]
+    if config.settings.ping_url:
+        found.append(config.settings.ping_url)
+    for url in [config.settings.metrics.pushgateway, *(job.pushgateway for job in config.jobs)]:
+        password = urllib.parse.urlsplit(url).password if url else None
+        if password:
+            found.append(password)
+    return found

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 import boto3
 from loguru import logger
@@ -16,6 +18,12 @@ from molibackup.errors import ConfigError, JobError
 from molibackup.interrupt import Interruption
 from molibackup.modules import REGISTRY
 from molibackup.modules.base import JobResult, Module, RunContext
+from molibackup.observe import Finished, JobRun, Reporter
+from molibackup.observe.metrics import MetricsReporter
+from molibackup.observe.pings import PingReporter
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 Clock = Callable[[], datetime]
 
@@ -68,12 +76,38 @@ def run_job(
     *,
     result: JobResult,
     stop: threading.Event,
+    reporters: Sequence[Reporter] = (),
 ) -> JobResult:
     job = prepared.job
     log = logger.bind(job=job.name)
     log.info(f"job {job.name}: starting ({job.module}{', dry run' if result.dry_run else ''})")
     context = RunContext(job=job, settings=config.settings, dry_run=result.dry_run, now=clock(),
                          log=log, session_factory=session_factory, result=result, stop=stop)
+    run = JobRun(job, context.run_id, context.now)
+    if result.dry_run and reporters:
+        log.info("dry run: no metrics pushed or written, no ping sent")
+        reporters = ()
+    for reporter in reporters:
+        _report(log, reporter.job_started, run)
+    started = time.monotonic()
+    result = _run_module(prepared, context)
+    finished = Finished(result, time.monotonic() - started, context.stats.calls,
+                        context.stats.throttled)
+    for reporter in reporters:
+        _report(log, reporter.job_finished, run, finished)
+    return result
+
+
+def _report(log: Logger, call: Callable[..., None], *args: Any) -> None:
+    """Reporters never fail a job, whatever goes wrong in them."""
+    try:
+        call(*args)
+    except Exception as exc:
+        log.warning(f"reporting failed: {type(exc).__name__}: {str(exc)[:200]}")
+
+
+def _run_module(prepared: PreparedJob, context: RunContext) -> JobResult:
+    job, log, stop = prepared.job, context.log, context.stop
     try:
         result = prepared.module.run(context)
         if stop.is_set():
@@ -92,6 +126,17 @@ def run_job(
     return context.result
 
 
+def default_reporters(config: Config) -> list[Reporter]:
+    settings = config.settings
+    reporters: list[Reporter] = []
+    if settings.metrics.pushgateway or settings.metrics.textfile or any(
+            job.pushgateway for job in config.jobs):
+        reporters.append(MetricsReporter(settings))
+    if settings.ping_url or any(job.ping_url for job in config.jobs):
+        reporters.append(PingReporter(settings))
+    return reporters
+
+
 def run(
     config: Config,
     jobs: Sequence[PreparedJob],
@@ -100,8 +145,10 @@ def run(
     clock: Clock = utc_now,
     session_factory: Callable[[JobConfig], boto3.Session] = make_session,
     interruption: Interruption | None = None,
+    reporters: Sequence[Reporter] | None = None,
 ) -> list[JobOutcome]:
     interruption = interruption or Interruption()
+    reporters = default_reporters(config) if reporters is None else reporters
     outcomes: list[JobOutcome] = []
     # If calls in flight outlast the grace time, the summary is still written.
     interruption.last_words = lambda: summarise(outcomes, jobs, interruption)
@@ -115,7 +162,8 @@ def run(
         result = JobResult(dry_run=force_dry_run or prepared.job.dryrun)
         outcomes.append(JobOutcome(prepared.job.name, result))
         outcomes[-1] = JobOutcome(prepared.job.name, run_job(
-            prepared, config, clock, session_factory, result=result, stop=interruption.stop))
+            prepared, config, clock, session_factory, result=result, stop=interruption.stop,
+            reporters=reporters))
     interruption.last_words = lambda: None
     summarise(outcomes, jobs, interruption)
     return outcomes

@@ -163,7 +163,7 @@ def strategy_for(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 # Options whose values reach other systems than EC2 are given fixed, reachable values.
 FIXED = {"module": "ebs-snapshot", "aws_region": REGION}
-LEFT_OUT = {"accesskey_id", "accesskey_secret"}
+LEFT_OUT = {"accesskey_id", "accesskey_secret", "metrics", "ping_url"}
 
 
 @st.composite
@@ -182,7 +182,8 @@ def valid_jobs(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=25)
 @given(options=valid_jobs(), global_settings=st.fixed_dictionaries(
     {}, optional={key: strategy_for(spec) for key, spec in GLOBAL.items()
-                  if key not in ("loglevel", "read_timeout", "connect_timeout")}))
+                  if key not in ("loglevel", "read_timeout", "connect_timeout", "metrics",
+                                 "ping_url")}))
 def test_whatever_passes_validate_runs(
     fleet: Fleet, tmp_path: Path, run_cli: Callable[..., CliRun],
     options: dict[str, Any], global_settings: dict[str, Any],

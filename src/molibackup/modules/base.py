@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
+from molibackup.aws import CallStats
 from molibackup.config import GlobalSettings, JobConfig
 
 if TYPE_CHECKING:
     import boto3
     from loguru import Logger
+
+
+@dataclass(frozen=True)
+class VolumeBackup:
+    """A selected volume, and when its newest completed snapshot of the job was taken."""
+
+    volume_id: str
+    name: str
+    newest_completed: datetime | None
+    snapshot_id: str | None = None  # the newest completed one
+    pending: int = 0  # snapshots of the job still being made
 
 
 @dataclass
@@ -25,6 +38,7 @@ class JobResult:
     kept: int = 0
     skipped: int = 0
     errors: list[str] = field(default_factory=list)
+    volumes: list[VolumeBackup] = field(default_factory=list)  # every volume selected
     dry_run: bool = False  # created/deleted then count what would have been done
     interrupted: bool = False  # a signal stopped the job: what is counted is what was done
 
@@ -58,6 +72,9 @@ class RunContext:
     result: JobResult = field(default_factory=JobResult)
     #: Set by SIGTERM/SIGINT: start nothing new (no snapshot, no deletion), report.
     stop: threading.Event = field(default_factory=threading.Event)
+    #: Identifies this run of the job: in snapshot tags, pings and logs.
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    stats: CallStats = field(default_factory=CallStats)
 
 
 class Module(Protocol):
@@ -73,4 +90,8 @@ class Module(Protocol):
 
     def run(self, context: RunContext) -> JobResult:
         """Do the job. Raise JobError for a failure that stops it early."""
+        ...
+
+    def coverage(self, context: RunContext) -> list[VolumeBackup]:
+        """What the job would back up, and its newest backups; reads only, writes nothing."""
         ...

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from molibackup.config import JobConfig
 from molibackup.durations import format_duration
 from molibackup.errors import JobError
 from molibackup.log import register_secrets
-from molibackup.modules.base import JobResult, RunContext
+from molibackup.modules.base import JobResult, RunContext, VolumeBackup
 from molibackup.modules.ebs_snapshot import inventory, rotation
 from molibackup.modules.ebs_snapshot.creator import Creator, Made
 from molibackup.modules.ebs_snapshot.options import Options
@@ -51,6 +50,27 @@ class Creation:
     lock_error: str | None = None  # created, but not locked
 
 
+def backups_of(volumes: list[Volume], snapshots: list[retention.Snapshot]) -> list[VolumeBackup]:
+    """Each selected volume with its newest completed snapshot of the job."""
+    newest: dict[str, retention.Snapshot] = {}
+    pending: dict[str, int] = {}
+    for snap in snapshots:
+        if snap.state == retention.COMPLETED and (
+                snap.volume_id not in newest
+                or snap.start_time > newest[snap.volume_id].start_time):
+            newest[snap.volume_id] = snap
+        elif snap.state not in (retention.COMPLETED, retention.FAILED):
+            pending[snap.volume_id] = pending.get(snap.volume_id, 0) + 1
+    rows = []
+    for volume in volumes:
+        best = newest.get(volume.volume_id)
+        rows.append(VolumeBackup(volume.volume_id, volume.name,
+                                 best.start_time if best else None,
+                                 best.snapshot_id if best else None,
+                                 pending.get(volume.volume_id, 0)))
+    return rows
+
+
 class EbsSnapshot:
     name: ClassVar[str] = "ebs-snapshot"
     #: Every EC2 action this module may call (the README's IAM policy grants exactly these).
@@ -71,7 +91,8 @@ class EbsSnapshot:
 
     def run(self, context: RunContext) -> JobResult:
         session = context.session_factory(self.job)
-        client = ec2_client(session, self.options.aws_region, context.settings)
+        client = ec2_client(session, self.options.aws_region, context.settings,
+                            stats=context.stats)
         log = context.log
         result = context.result
         credentials = session.get_credentials()
@@ -97,18 +118,22 @@ class EbsSnapshot:
         inventory = self.take_inventory(client, volumes, context)
         to_snapshot = self.due_volumes(volumes, inventory, context)
 
-        run_id = uuid.uuid4().hex
         # CreateSnapshot has no idempotency token: its retries are ours, so that an answer
         # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
         creator = Creator(self.job.name, ec2_client(session, self.options.aws_region,
-                                                    context.settings, max_attempts=1),
-                          client, run_id, context)
+                                                    context.settings, max_attempts=1,
+                                                    stats=context.stats),
+                          client, context.run_id, context)
         creations = self.create_snapshots(creator, to_snapshot, context)
         for creation in creations:
             result.created += creation.made is not None or (
                 context.dry_run and creation.error is None and not creation.not_started)
             result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
         failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
+        new = [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
+                                  c.made.state, snapshot_name(c.volume, context.now))
+               for c in creations if c.made]
+        result.volumes = backups_of(volumes, [*(inventory or []), *new])
         if context.stop.is_set():
             not_started = sum(c.not_started for c in creations)
             log.warning(f"run interrupted: {not_started} volume(s) not snapshotted; rotation "
@@ -118,13 +143,20 @@ class EbsSnapshot:
             log.error("rotation skipped: the job's snapshots could not be listed")
             return result
 
-        new = [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
-                                  c.made.state, snapshot_name(c.volume, context.now))
-               for c in creations if c.made]
         decisions = retention.plan([*inventory, *new], context.now, self.options.policy,
                                    protected_volumes=failed_volumes)
         rotation.apply(client, decisions, self.options.policy, result, context)
         return result
+
+    def coverage(self, context: RunContext) -> list[VolumeBackup]:
+        session = context.session_factory(self.job)
+        client = ec2_client(session, self.options.aws_region, context.settings,
+                            stats=context.stats)
+        instance_id = self.options.instance_id
+        if instance_id == "local":
+            instance_id = local_instance_id(session)
+        volumes = self.select_volumes(client, instance_id, context)
+        return backups_of(volumes, list(inventory.own_snapshots(client, self.job.name)))
 
     def take_inventory(self, client: EC2Client, volumes: list[Volume], context: RunContext
                        ) -> list[retention.Snapshot] | None:

@@ -1,0 +1,152 @@
+"""`molibackup check`: is every volume each job selects backed up recently enough?
+
+It sees what metrics cannot: a selection that grew, a snapshot that never completed,
+deletions that silently did nothing. It only reads (Describe* calls), never writes.
+Exit status 0 when every volume has a completed snapshot of its job newer than the limit,
+2 when one has not (or a job could not be checked).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TextIO
+
+import boto3
+from loguru import logger
+
+from molibackup.aws import AWS_ERRORS, explain, make_session
+from molibackup.config import Config, JobConfig
+from molibackup.durations import format_duration
+from molibackup.errors import JobError
+from molibackup.modules.base import JobResult, RunContext, VolumeBackup
+from molibackup.retention import format_age
+
+DEFAULT_MAX_AGE = timedelta(days=2)
+OK, STALE, NONE, ERROR = "ok", "stale", "none", "error"
+
+
+@dataclass(frozen=True)
+class JobCoverage:
+    job: str
+    max_age: timedelta
+    volumes: list[VolumeBackup]
+    error: str | None = None
+
+    def status(self, volume: VolumeBackup, now: datetime) -> str:
+        if volume.newest_completed is None:
+            return NONE
+        return OK if now - volume.newest_completed <= self.max_age else STALE
+
+    def ok(self, now: datetime) -> bool:
+        return self.error is None and all(self.status(v, now) == OK for v in self.volumes)
+
+
+def max_age_for(job: JobConfig, module: Any, given: timedelta | None) -> timedelta:
+    """The limit: --max-age, else twice the job's min_interval (one missed run is
+    tolerated, two are not), else two days."""
+    if given is not None:
+        return given
+    interval = getattr(getattr(module, "options", None), "min_interval", None)
+    return 2 * interval if isinstance(interval, timedelta) else DEFAULT_MAX_AGE
+
+
+def check_jobs(config: Config, prepared: Sequence[Any], now: datetime,
+               max_age: timedelta | None,
+               session_factory: Callable[[JobConfig], boto3.Session] = make_session,
+               ) -> list[JobCoverage]:
+    coverages = []
+    for item in prepared:
+        job, module = item.job, item.module
+        if not job.enabled:
+            continue
+        log = logger.bind(job=job.name)
+        limit = max_age_for(job, module, max_age)
+        context = RunContext(job=job, settings=config.settings, dry_run=True, now=now,
+                             log=log, session_factory=session_factory,
+                             result=JobResult(dry_run=True))
+        try:
+            volumes = module.coverage(context)
+        except JobError as exc:
+            coverages.append(JobCoverage(job.name, limit, [], str(exc)))
+            continue
+        except AWS_ERRORS as exc:
+            coverages.append(JobCoverage(job.name, limit, [], explain(exc)))
+            continue
+        if not volumes:
+            log.warning(f"job {job.name}: selects no volume")
+        coverages.append(JobCoverage(job.name, limit, volumes))
+    return coverages
+
+
+def _age(volume: VolumeBackup, now: datetime) -> float | None:
+    if volume.newest_completed is None:
+        return None
+    return max(0.0, (now - volume.newest_completed).total_seconds())
+
+
+def as_json(coverages: list[JobCoverage], now: datetime) -> str:
+    document = {
+        "ok": all(c.ok(now) for c in coverages),
+        "checked_at": now.isoformat(),
+        "jobs": [{
+            "job": c.job,
+            "ok": c.ok(now),
+            "max_age_seconds": c.max_age.total_seconds(),
+            "error": c.error,
+            "volumes": [{
+                "volume_id": v.volume_id,
+                "name": v.name,
+                "status": c.status(v, now),
+                "snapshot_id": v.snapshot_id,
+                "snapshot_time": v.newest_completed.isoformat() if v.newest_completed else None,
+                "age_seconds": _age(v, now),
+                "pending": v.pending,
+            } for v in c.volumes],
+        } for c in coverages],
+    }
+    return json.dumps(document, indent=2)
+
+
+def as_table(coverages: list[JobCoverage], now: datetime) -> str:
+    header = ("JOB", "VOLUME", "NAME", "NEWEST COMPLETED SNAPSHOT", "AGE", "MAX AGE", "STATUS")
+    rows: list[tuple[str, ...]] = []
+    for c in coverages:
+        limit = format_duration(c.max_age)
+        if c.error:
+            rows.append((c.job, "-", "-", "-", "-", limit, f"ERROR: {c.error}"))
+            continue
+        if not c.volumes:
+            rows.append((c.job, "-", "-", "-", "-", limit, "no volume selected"))
+        for v in c.volumes:
+            age = _age(v, now)
+            status = c.status(v, now).upper() if c.status(v, now) != OK else OK
+            if v.pending:
+                status += f" ({v.pending} pending)"
+            rows.append((c.job, v.volume_id, v.name[:40], v.snapshot_id or "-",
+                         format_age(age / 86400) if age is not None else "-", limit, status))
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+             .rstrip() for row in [header, *rows]]
+    return "\n".join(lines)
+
+
+def report(coverages: list[JobCoverage], now: datetime, output: str,
+           stream: TextIO | None = None) -> bool:
+    """Print the coverage (to stdout); whether every volume is covered."""
+    stream = sys.stdout if stream is None else stream
+    stream.write((as_json(coverages, now) if output == "json" else as_table(coverages, now))
+                 + "\n")
+    stream.flush()
+    uncovered = sum(1 for c in coverages for v in c.volumes if c.status(v, now) != OK)
+    failed = [c.job for c in coverages if c.error]
+    if failed:
+        logger.error(f"could not check job(s): {', '.join(failed)}")
+    if uncovered:
+        logger.error(f"{uncovered} volume(s) without a completed snapshot within the limit")
+    else:
+        logger.info("every selected volume has a recent completed snapshot")
+    return not uncovered and not failed

@@ -1,0 +1,43 @@
+"""What happens around a job: metrics and dead-man's-switch pings. Never fails a job.
+
+The runner hands each reporter a job's start and its finished `JobResult`; a reporter that
+fails logs a warning and the run goes on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+from molibackup.config import JobConfig
+from molibackup.modules.base import JobResult
+
+
+@dataclass(frozen=True)
+class JobRun:
+    """One run of one job, as reporters see it."""
+
+    job: JobConfig
+    run_id: str
+    started: datetime
+
+
+@dataclass(frozen=True)
+class Finished:
+    """How a run of a job ended."""
+
+    result: JobResult
+    duration_seconds: float
+    api_calls: int
+    api_throttled: int
+
+    @property
+    def succeeded(self) -> bool:
+        return self.result.ok and not self.result.interrupted
+
+
+class Reporter(Protocol):
+    def job_started(self, run: JobRun) -> None: ...
+
+    def job_finished(self, run: JobRun, finished: Finished) -> None: ...
