@@ -68,6 +68,7 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/python scripts/config_reference.py --write README.md
 	$(BIN)/python scripts/retention_example.py --write README.md
+	$(BIN)/python scripts/metrics_reference.py --write README.md
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet uv

@@ -19,6 +19,7 @@ VALUES_SCHEMA = ROOT / "chart" / "values.schema.json"
 
 NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
+DURATION = {"type": "string", "pattern": "^[1-9][0-9]{0,5}[mhd]$"}
 
 
 def job_settings() -> dict[str, Any]:
@@ -52,6 +53,10 @@ def job_settings() -> dict[str, Any]:
         "podAnnotations": {**STRING_MAP, "description": "Extra annotations of the pods."},
         "podLabels": {**STRING_MAP, "description": "Extra labels of the pods."},
         "priorityClassName": {"type": "string", "description": "PriorityClass of the pods."},
+        "staleAfter": {**DURATION, "description": "With prometheusRule: alert when the job has "
+                       "not succeeded for this long (a little more than its schedule's period)."},
+        "volumeStaleAfter": {**DURATION, "description": "With prometheusRule: alert when one "
+                             "of the job's volumes has no completed snapshot younger than this."},
     }
 
 
@@ -94,6 +99,30 @@ def build() -> dict[str, Any]:
                     "pullPolicy": {"type": "string",
                                    "enum": ["Always", "IfNotPresent", "Never"],
                                    "description": "Image pull policy."},
+                },
+            },
+            "monitoring": {
+                "type": "object", "additionalProperties": False,
+                "description": "Where every job's metrics and pings go.",
+                "properties": {
+                    "pushgateway": {"type": "string", "pattern": "^(https?://.+)?$",
+                                    "description": "URL of a Prometheus Pushgateway (the "
+                                    "config's global metrics.pushgateway)."},
+                    "pingUrl": {"type": "string", "pattern": "^(https?://.+)?$",
+                                "description": "A Healthchecks.io/Cronitor ping URL for every "
+                                "job (the config's global ping_url)."},
+                },
+            },
+            "prometheusRule": {
+                "type": "object", "additionalProperties": False,
+                "description": "A PrometheusRule alerting on the pushed metrics.",
+                "properties": {
+                    "enabled": {"type": "boolean", "description": "Render the PrometheusRule "
+                                "(needs the Prometheus Operator's CRD)."},
+                    "labels": {**STRING_MAP, "description": "Extra labels, such as the one "
+                               "your Prometheus selects rules by."},
+                    "severity": {"type": "string", "minLength": 1,
+                                 "description": "Severity label of the alerts."},
                 },
             },
             "imagePullSecrets": {"type": "array", "description": "Secrets to pull the image.",

@@ -36,7 +36,7 @@ def kind(spec: dict[str, Any]) -> str:
     words = {"integer": "integer", "string": "string", "boolean": "boolean",
              "object": "map of string to string"}
     kinds = spec.get("type", "")
-    kinds = [k for k in kinds if k != "null"][0] if isinstance(kinds, list) else kinds
+    kinds = next(k for k in kinds if k != "null") if isinstance(kinds, list) else kinds
     if kinds == "object" and "properties" in spec:
         return "mapping"
     text = words.get(kinds, kinds)

@@ -70,7 +70,23 @@ being cut into a possible collision.
 {{- range $name, $job := .Values.jobs }}
 {{- $_ := set $jobs $name $job.config }}
 {{- end }}
-{{- dict "global" .Values.settings "jobs" $jobs | toYaml }}
+{{- $global := deepCopy (.Values.settings | default dict) }}
+{{- with .Values.monitoring.pushgateway }}
+{{- $metrics := deepCopy (get $global "metrics" | default dict) }}
+{{- $_ := set $metrics "pushgateway" (get $metrics "pushgateway" | default .) }}
+{{- $_ := set $global "metrics" $metrics }}
+{{- end }}
+{{- with .Values.monitoring.pingUrl }}
+{{- $_ := set $global "ping_url" (get $global "ping_url" | default .) }}
+{{- end }}
+{{- dict "global" $global "jobs" $jobs | toYaml }}
+{{- end }}
+
+{{/* Seconds in a duration such as 90m, 26h or 2d (the values schema allows only these). */}}
+{{- define "molibackup.seconds" -}}
+{{- $number := regexFind "^[0-9]+" . | atoi }}
+{{- $unit := trimPrefix (toString $number) . }}
+{{- mul $number (get (dict "m" 60 "h" 3600 "d" 86400) $unit) }}
 {{- end }}
 
 {{/* Refuse combinations the schema cannot express clearly, or when it was skipped. */}}

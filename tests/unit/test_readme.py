@@ -14,6 +14,7 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import config_reference  # noqa: E402
+import metrics_reference  # noqa: E402
 import retention_example  # noqa: E402
 
 
@@ -23,6 +24,10 @@ def test_the_config_reference_matches_the_schema() -> None:
 
 def test_the_worked_retention_example_is_what_the_code_decides() -> None:
     assert retention_example.render() in README, "run `make docs`"
+
+
+def test_the_readme_lists_every_metric_the_code_pushes() -> None:
+    assert metrics_reference.render() in README, "run `make docs`"
 
 
 def test_the_iam_policy_grants_exactly_what_the_modules_call() -> None:

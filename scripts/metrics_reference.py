@@ -1,0 +1,43 @@
+"""Render the README's table of metrics from the code that defines them.
+
+`python scripts/metrics_reference.py --write README.md` replaces the part of the README
+between the metrics markers; a test fails when it is out of date.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "src"))
+
+from molibackup.observe.metrics import METRICS  # noqa: E402
+
+START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
+
+
+def render() -> str:
+    lines = [START, "| metric | labels besides `molibackup_job` | meaning |", "|---|---|---|"]
+    for name, text, labels in METRICS:
+        shown = ", ".join(f"`{label}`" for label in labels) or "—"
+        lines.append(f"| `{name}` | {shown} | {text} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def main(argv: list[str]) -> int:
+    table = render()
+    if len(argv) == 2 and argv[0] == "--write":
+        path = Path(argv[1])
+        text = path.read_text(encoding="utf-8")
+        before, _, rest = text.partition(START)
+        _, _, after = rest.partition(END)
+        path.write_text(before + table + after, encoding="utf-8")
+    else:
+        print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
