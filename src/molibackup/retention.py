@@ -31,6 +31,7 @@ class Snapshot:
     start_time: datetime
     state: str
     name: str
+    storage_tier: str = "standard"
 
 
 def _hour(moment: datetime) -> tuple[Hashable, str]:

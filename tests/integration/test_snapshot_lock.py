@@ -20,6 +20,7 @@ from loguru import logger
 from molibackup.config import GlobalSettings, JobConfig
 from molibackup.modules.base import JobResult, RunContext
 from molibackup.modules.ebs_snapshot import EbsSnapshot
+from molibackup.modules.ebs_snapshot.creation import lock_snapshot
 from tests.conftest import CliRun, job
 from tests.support.fleet import Fleet
 
@@ -48,7 +49,9 @@ def test_a_new_snapshot_is_locked_with_the_configured_mode_and_duration(
             {"SnapshotId": "snap-0123456789abcdef0", "LockState": mode, "LockDuration": days},
             expected_params={"SnapshotId": "snap-0123456789abcdef0", "LockMode": mode,
                              "LockDuration": days})
-        assert module.lock(client, "snap-0123456789abcdef0", context) is None
+        assert module.options.lock is not None
+        assert lock_snapshot(client, "snap-0123456789abcdef0", module.options.lock,
+                             context.log) is None
         stub.assert_no_pending_responses()
 
 
@@ -59,7 +62,9 @@ def test_a_refused_lock_is_reported_and_the_snapshot_stays() -> None:
     with Stubber(client) as stub:
         stub.add_client_error("lock_snapshot", service_error_code="UnauthorizedOperation",
                               service_message="not authorized", http_status_code=403)
-        message = module.lock(client, "snap-0123456789abcdef0", context)
+        assert module.options.lock is not None
+        message = lock_snapshot(client, "snap-0123456789abcdef0", module.options.lock,
+                                context.log)
     assert message is not None
     assert "snapshot snap-0123456789abcdef0 created but not locked" in message
     assert "ec2:LockSnapshot" in message

@@ -37,6 +37,7 @@ class JobResult:
     deleted: int = 0
     kept: int = 0
     skipped: int = 0
+    archived: int = 0
     errors: list[str] = field(default_factory=list)
     volumes: list[VolumeBackup] = field(default_factory=list)  # every volume selected
     dry_run: bool = False  # created/deleted then count what would have been done
@@ -51,6 +52,7 @@ class JobResult:
         recent = f" ({self.recent} recent enough)" if self.recent else ""
         return (f"{would}created {self.created}{recent}, {would}deleted {self.deleted}, "
                 f"kept {self.kept}, skipped {self.skipped}, failed {len(self.errors)}"
+                + (f", {would}archived {self.archived}" if self.archived else "")
                 + (" (dry run)" if self.dry_run else "")
                 + (" (interrupted)" if self.interrupted else ""))
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from molibackup.aws import (
     AWS_ERRORS,
@@ -18,7 +19,13 @@ from molibackup.aws import (
     retry_settings,
 )
 from molibackup.modules.base import RunContext
-from molibackup.modules.ebs_snapshot.tagging import JOB_TAG, RUN_TAG, VOLUME_TAG, Volume
+from molibackup.modules.ebs_snapshot.tagging import (
+    INSTANCE_TAG,
+    JOB_TAG,
+    RUN_TAG,
+    VOLUME_TAG,
+    Volume,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -31,12 +38,29 @@ class Made:
     snapshot_id: str
     state: str
     start_time: datetime
+    volume_id: str = ""
 
 
 def made(raw: Any) -> Made:
     start = raw.get("StartTime")
     return Made(raw["SnapshotId"], str(raw.get("State") or "pending"),
-                start.astimezone(UTC) if isinstance(start, datetime) else datetime.now(UTC))
+                start.astimezone(UTC) if isinstance(start, datetime) else datetime.now(UTC),
+                str(raw.get("VolumeId") or ""))
+
+
+@dataclass(frozen=True)
+class InstanceRequest:
+    """What one CreateSnapshots call of an instance asks for."""
+
+    instance_id: str
+    exclude_boot: bool
+    exclude_data_volume_ids: tuple[str, ...]
+    description: str
+    tags: list[TagTypeDef]
+    copy_volume_tags: bool
+
+
+T = TypeVar("T")
 
 
 # EC2 allows one snapshot of a volume every 15 seconds (SnapshotCreationPerVolumeRateExceeded).
@@ -66,6 +90,47 @@ class Creator:
     def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
                ) -> tuple[Made | None, str | None]:
         """(the snapshot made, None) or (None, why it failed)."""
+
+        def send() -> Made:
+            return made(self.client.create_snapshot(
+                VolumeId=volume.volume_id, Description=name,
+                TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}]))
+
+        return self.with_recovery(send, lambda error: self.recover(volume, error),
+                                  f"volume {volume.volume_id}")
+
+    def create_for_instance(self, request: InstanceRequest
+                            ) -> tuple[list[Made] | None, str | None]:
+        """One CreateSnapshots call: every selected volume of an instance at one moment."""
+
+        def send() -> list[Made]:
+            spec: dict[str, Any] = {"InstanceId": request.instance_id,
+                                    "ExcludeBootVolume": request.exclude_boot}
+            if request.exclude_data_volume_ids:
+                spec["ExcludeDataVolumeIds"] = list(request.exclude_data_volume_ids)
+            kwargs: dict[str, Any] = {
+                "InstanceSpecification": spec, "Description": request.description,
+                "TagSpecifications": [{"ResourceType": "snapshot", "Tags": request.tags}]}
+            if request.copy_volume_tags:
+                kwargs["CopyTagsFromSource"] = "volume"
+            response = self.client.create_snapshots(**kwargs)
+            return [made(raw) for raw in response.get("Snapshots", [])]
+
+        def recover(error: str) -> list[Made] | None:
+            found = self.find_instance_snapshots(request.instance_id)
+            if found:
+                self.log.warning(f"instance {request.instance_id}: the answer to "
+                                 f"CreateSnapshots was lost ({error}); found the "
+                                 f"{len(found)} snapshot(s) it made")
+            return found or None
+
+        return self.with_recovery(send, recover, f"instance {request.instance_id}")
+
+    def with_recovery(self, send: Callable[[], T], recover: Callable[[str], T | None],
+                      what: str) -> tuple[T | None, str | None]:
+        """Send a create call with our own retries: throttled or unsent calls are sent again
+        after a backoff; when EC2 may have acted but the answer was lost, look for what it
+        made (by run id) before sending again."""
         last_error = "no attempt made"
         answer_lost = False
         for attempt in range(1, self.max_attempts + 1):
@@ -73,32 +138,43 @@ class Creator:
                 return None, f"{last_error} (not retried: the run was interrupted)"
             # Listings are eventually consistent: a snapshot that a lost call made may show
             # only after the backoff, so look again before sending another create.
-            if answer_lost and (found := self.recover(volume, last_error)):
+            if answer_lost and (found := recover(last_error)):
                 return found, None
             try:
-                response = self.client.create_snapshot(
-                    VolumeId=volume.volume_id, Description=name,
-                    TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}])
-                return made(response), None
+                return send(), None
             except AWS_ERRORS as exc:
                 last_error = explain(exc)
                 code, kind = error_code(exc), failure_kind(exc)
                 if code == "ConcurrentSnapshotLimitExceeded":
-                    return None, (f"{last_error} (too many snapshots of this volume are still "
-                                  "in progress; it will be snapshotted on a later run)")
+                    return None, (f"{last_error} (too many snapshots are still in progress; "
+                                  "it will be snapshotted on a later run)")
                 if code == "SnapshotCreationPerVolumeRateExceeded":
-                    self.log.warning(f"volume {volume.volume_id}: EC2 allows one snapshot per "
-                                     f"volume every {PER_VOLUME_RATE_WAIT:.0f} s; waiting")
+                    self.log.warning(f"{what}: EC2 allows one snapshot per volume every "
+                                     f"{PER_VOLUME_RATE_WAIT:.0f} s; waiting")
                     time.sleep(PER_VOLUME_RATE_WAIT)
                     continue
                 if kind == FINAL:
                     return None, last_error
                 answer_lost = kind == MAYBE_DONE
-                if answer_lost and (found := self.recover(volume, last_error)):
+                if answer_lost and (found := recover(last_error)):
                     return found, None
                 if attempt < self.max_attempts:
                     time.sleep(backoff_delay(attempt))
         return None, f"{last_error} (after {self.max_attempts} attempts)"
+
+    def find_instance_snapshots(self, instance_id: str) -> list[Made]:
+        """The snapshots of one instance made by this run, if a lost call made them."""
+        try:
+            found = self.lookup_client.describe_snapshots(OwnerIds=["self"], Filters=[
+                {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
+                {"Name": f"tag:{INSTANCE_TAG}", "Values": [instance_id]},
+                {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},
+            ])["Snapshots"]
+        except AWS_ERRORS as exc:
+            self.log.warning(f"instance {instance_id}: could not look for snapshots a lost "
+                             f"call may have made: {explain(exc)}")
+            return []
+        return [made(raw) for raw in sorted(found, key=lambda raw: raw["SnapshotId"])]
 
     def recover(self, volume: Volume, error: str) -> Made | None:
         found = self.find_lost(volume)

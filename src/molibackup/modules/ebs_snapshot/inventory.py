@@ -40,6 +40,7 @@ def record(raw: Any, tags: dict[str, str]) -> retention.Snapshot:
         start_time=raw["StartTime"].astimezone(UTC),
         state=sys.intern(raw.get("State", "completed")),
         name=tags.get("Name") or raw.get("Description", ""),
+        storage_tier=sys.intern(str(raw.get("StorageTier") or "standard")),
     )
 
 

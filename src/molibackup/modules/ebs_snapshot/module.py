@@ -1,53 +1,32 @@
-"""The ebs-snapshot module itself: select, create, rotate."""
+"""The ebs-snapshot module: the order of its stages, and the job's result.
+
+select (selection.py) -> list the job's snapshots, adopting the original tool's
+(inventory.py) -> skip volumes within min_interval -> create, per volume or per instance
+(creation.py) -> plan (retention.py) -> delete (rotation.py) -> archive (tiering.py).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ClassVar, Self
-
-import botocore.exceptions
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from molibackup import retention
-from molibackup.aws import (
-    AWS_ERRORS,
-    ec2_client,
-    error_code,
-    explain,
-    local_instance_id,
-    paginate,
-)
+from molibackup.aws import AWS_ERRORS, ec2_client, explain, local_instance_id, paginate
 from molibackup.config import JobConfig
 from molibackup.durations import format_duration
 from molibackup.errors import JobError
 from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext, VolumeBackup
-from molibackup.modules.ebs_snapshot import inventory, rotation
-from molibackup.modules.ebs_snapshot.creator import Creator, Made
+from molibackup.modules.ebs_snapshot import inventory, rotation, tiering
+from molibackup.modules.ebs_snapshot.creation import Creations
+from molibackup.modules.ebs_snapshot.creator import Creator
 from molibackup.modules.ebs_snapshot.options import Options
-from molibackup.modules.ebs_snapshot.tagging import (
-    Volume,
-    filters_for_tags,
-    snapshot_name,
-    snapshot_tags,
-    tag_dict,
-)
+from molibackup.modules.ebs_snapshot.selection import INSTANCE_IDS_PER_CALL, Selector
+from molibackup.modules.ebs_snapshot.tagging import Volume, snapshot_name
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_ec2 import EC2Client
-
-INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
-
-
-@dataclass
-class Creation:
-    volume: Volume
-    made: Made | None = None
-    error: str | None = None  # the snapshot was not created
-    not_started: bool = False  # the run was interrupted before this volume's turn
-    lock_error: str | None = None  # created, but not locked
 
 
 def backups_of(volumes: list[Volume], snapshots: list[retention.Snapshot]) -> list[VolumeBackup]:
@@ -76,7 +55,8 @@ class EbsSnapshot:
     #: Every EC2 action this module may call (the README's IAM policy grants exactly these).
     permissions: ClassVar[frozenset[str]] = frozenset({
         "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
-        "ec2:CreateSnapshot", "ec2:CreateTags", "ec2:DeleteSnapshot", "ec2:LockSnapshot",
+        "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
+        "ec2:LockSnapshot", "ec2:ModifySnapshotTier",
     })
 
     def __init__(self, job: JobConfig, options: Options) -> None:
@@ -103,28 +83,20 @@ class EbsSnapshot:
                   f"credentials from {credentials.method if credentials else 'nowhere'}, "
                   f"retries {getattr(client.meta.config, 'retries', None)}")
 
-        instance_id = self.options.instance_id
-        if instance_id == "local":
-            instance_id = local_instance_id(session)
-            log.info(f"instance_id 'local' is {instance_id}")
-        volumes = self.select_volumes(client, instance_id, context)
-        if not volumes:
-            what = self.describe_selection(instance_id)
-            if not self.options.allow_empty:
-                raise JobError(f"no volume matched ({what}): nothing would be backed up; fix the "
-                               "selection, or set allow_empty: true if that is expected")
-            log.warning(f"no volume matched ({what}); allow_empty is set, so this is not an error")
-
+        volumes = self.select(session, client, context)
         inventory = self.take_inventory(client, volumes, context)
         to_snapshot = self.due_volumes(volumes, inventory, context)
 
-        # CreateSnapshot has no idempotency token: its retries are ours, so that an answer
+        # CreateSnapshot(s) has no idempotency token: its retries are ours, so that an answer
         # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
         creator = Creator(self.job.name, ec2_client(session, self.options.aws_region,
                                                     context.settings, max_attempts=1,
                                                     stats=context.stats),
                           client, context.run_id, context)
-        creations = self.create_snapshots(creator, to_snapshot, context)
+        attached = (attached_volume_ids(client, to_snapshot)
+                    if self.options.consistency == "instance" and not context.dry_run else None)
+        creations = Creations(self.job.name, self.options, creator, context).run(
+            to_snapshot, attached)
         for creation in creations:
             result.created += creation.made is not None or (
                 context.dry_run and creation.error is None and not creation.not_started)
@@ -146,7 +118,26 @@ class EbsSnapshot:
         decisions = retention.plan([*inventory, *new], context.now, self.options.policy,
                                    protected_volumes=failed_volumes)
         rotation.apply(client, decisions, self.options.policy, result, context)
+        if self.options.archive_after_days is not None:
+            tiering.archive(client, decisions, self.options.archive_after_days, result, context)
         return result
+
+    def select(self, session: boto3.Session, client: EC2Client, context: RunContext
+               ) -> list[Volume]:
+        instance_id = self.options.instance_id
+        if instance_id == "local":
+            instance_id = local_instance_id(session)
+            context.log.info(f"instance_id 'local' is {instance_id}")
+        selector = Selector(self.options, client, context)
+        volumes = selector.select(instance_id)
+        if not volumes:
+            what = selector.describe(instance_id)
+            if not self.options.allow_empty:
+                raise JobError(f"no volume matched ({what}): nothing would be backed up; fix the "
+                               "selection, or set allow_empty: true if that is expected")
+            context.log.warning(f"no volume matched ({what}); allow_empty is set, so this is "
+                                "not an error")
+        return volumes
 
     def coverage(self, context: RunContext) -> list[VolumeBackup]:
         session = context.session_factory(self.job)
@@ -155,7 +146,7 @@ class EbsSnapshot:
         instance_id = self.options.instance_id
         if instance_id == "local":
             instance_id = local_instance_id(session)
-        volumes = self.select_volumes(client, instance_id, context)
+        volumes = Selector(self.options, client, context).select(instance_id)
         return backups_of(volumes, list(inventory.own_snapshots(client, self.job.name)))
 
     def take_inventory(self, client: EC2Client, volumes: list[Volume], context: RunContext
@@ -207,132 +198,17 @@ class EbsSnapshot:
                 due.append(volume)
         return due
 
-    def describe_selection(self, instance_id: str | None) -> str:
-        parts = [f"region {self.options.aws_region}"]
-        if instance_id:
-            parts.append(f"instance {instance_id}")
-        if self.options.instance_tags:
-            parts.append(f"instance tags {dict(self.options.instance_tags)}")
-        if self.options.volume_tags:
-            parts.append(f"volume tags {dict(self.options.volume_tags)}")
-        return ", ".join(parts)
 
-    # --- selecting ----------------------------------------------------------------------
-
-    def select_volumes(
-        self, client: EC2Client, instance_id: str | None, context: RunContext
-    ) -> list[Volume]:
-        log = context.log
-        volume_filters = filters_for_tags(self.options.volume_tags)
-        if instance_id is None and not self.options.instance_tags:
-            log.info(f"no instance_id or instance tags given: every instance in "
-                     f"{self.options.aws_region} is in scope")
-            raw_volumes = paginate(client, "describe_volumes", "Volumes", Filters=[
-                {"Name": "attachment.status", "Values": ["attached"]}, *volume_filters])
-            volumes = self.to_volumes(raw_volumes, instance_ids=None)
-        else:
-            instance_ids = self.find_instances(client, instance_id)
-            shown = ", ".join(instance_ids[:20]) or "-"
-            more = f" and {len(instance_ids) - 20} more" if len(instance_ids) > 20 else ""
-            log.info(f"found {len(instance_ids)} instance(s): {shown}{more}")
-            volumes = []
-            for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
-                batch = instance_ids[start:start + INSTANCE_IDS_PER_CALL]
-                raw_volumes = paginate(client, "describe_volumes", "Volumes", Filters=[
-                    {"Name": "attachment.instance-id", "Values": batch}, *volume_filters])
-                volumes.extend(self.to_volumes(raw_volumes, instance_ids=set(batch)))
-        unique = {volume.volume_id: volume for volume in volumes}
-        volumes = [unique[key] for key in sorted(unique)]
-        log.info(f"found {len(volumes)} volume(s) to back up")
-        for volume in volumes:
-            log.info(f"volume {volume.volume_id} ({volume.name}) attached to "
-                     f"{', '.join(volume.instance_ids)}")
-        return volumes
-
-    def find_instances(self, client: EC2Client, instance_id: str | None) -> list[str]:
-        kwargs: dict[str, Any] = {"Filters": filters_for_tags(self.options.instance_tags)}
-        if instance_id:
-            kwargs["InstanceIds"] = [instance_id]
-        try:
-            reservations = list(paginate(client, "describe_instances", "Reservations", **kwargs))
-        except botocore.exceptions.ClientError as exc:
-            if error_code(exc).startswith("InvalidInstanceID"):
-                raise JobError(f"instance {instance_id} does not exist in region "
-                               f"{self.options.aws_region} ({error_code(exc)})") from None
-            raise
-        ids = [instance["InstanceId"] for reservation in reservations
-               for instance in reservation["Instances"]
-               if self.tags_match(tag_dict(instance.get("Tags")), self.options.instance_tags)]
-        return sorted(set(ids))
-
-    @staticmethod
-    def tags_match(tags: Mapping[str, str], wanted: Mapping[str, str]) -> bool:
-        return all(tags.get(key) == value for key, value in wanted.items())
-
-    def to_volumes(self, raw_volumes: Iterator[Any], instance_ids: set[str] | None) -> list[Volume]:
-        """Volumes attached to the wanted instances, checked again here, not only by filter."""
-        volumes = []
-        for raw in raw_volumes:
-            tags = tag_dict(raw.get("Tags"))
-            if not self.tags_match(tags, self.options.volume_tags):
-                continue
-            attached_to = tuple(sorted(
-                a["InstanceId"] for a in raw.get("Attachments", [])
-                if a.get("State") == "attached"
-                and (instance_ids is None or a["InstanceId"] in instance_ids)))
-            if attached_to:
-                volume_id = raw["VolumeId"]
-                volumes.append(Volume(volume_id, tags.get("Name") or volume_id, attached_to, tags))
-        return volumes
-
-    # --- creating -----------------------------------------------------------------------
-
-    def create_snapshots(
-        self, creator: Creator, volumes: list[Volume], context: RunContext
-    ) -> list[Creation]:
-        if not volumes:
-            return []
-
-        def create(volume: Volume) -> Creation:
-            return self.create_one(creator, volume, context)
-
-        with ThreadPoolExecutor(max_workers=context.settings.concurrency,
-                                thread_name_prefix="create") as pool:
-            # map() yields in submission order, so the log reads volume by volume.
-            return list(pool.map(create, volumes))
-
-    def create_one(self, creator: Creator, volume: Volume, context: RunContext) -> Creation:
-        log = context.log
-        if context.stop.is_set():
-            return Creation(volume, not_started=True)
-        name = snapshot_name(volume, context.now)
-        if context.dry_run:
-            log.info(f"dry run: would create snapshot {name} of volume {volume.volume_id}")
-            return Creation(volume)
-        tags = snapshot_tags(volume, self.job.name, context.now, creator.run_id,
-                             self.options.copy_volume_tags)
-        made, error = creator.create(volume, name, tags)
-        if error is not None:
-            message = f"volume {volume.volume_id} ({volume.name}): snapshot not created: {error}"
-            log.error(message + "; its older snapshots are all kept")
-            return Creation(volume, error=message)
-        assert made is not None
-        log.info(f"created snapshot {made.snapshot_id} {name} of volume {volume.volume_id}")
-        creation = Creation(volume, made=made)
-        if self.options.lock:
-            creation.lock_error = self.lock(creator.lookup_client, made.snapshot_id, context)
-        return creation
-
-    def lock(self, client: EC2Client, snapshot_id: str, context: RunContext) -> str | None:
-        """Lock a new snapshot; an error message when that failed (the snapshot stays)."""
-        assert self.options.lock is not None
-        mode, days = self.options.lock.mode, self.options.lock.duration_days
-        try:
-            client.lock_snapshot(SnapshotId=snapshot_id, LockMode=mode,  # type: ignore[arg-type]
-                                 LockDuration=days)
-        except AWS_ERRORS as exc:
-            message = f"snapshot {snapshot_id} created but not locked: {explain(exc)}"
-            context.log.error(message)
-            return message
-        context.log.info(f"locked snapshot {snapshot_id} in {mode} mode for {days} day(s)")
-        return None
+def attached_volume_ids(client: EC2Client, volumes: list[Volume]) -> dict[str, list[str]]:
+    """Every volume attached to the instances of `volumes`, by instance: those the job does
+    not select are excluded from the instance's multi-volume snapshot."""
+    instance_ids = sorted({volume.instance_ids[0] for volume in volumes})
+    attached: dict[str, list[str]] = {instance: [] for instance in instance_ids}
+    for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
+        batch = instance_ids[start:start + INSTANCE_IDS_PER_CALL]
+        for raw in paginate(client, "describe_volumes", "Volumes",
+                            Filters=[{"Name": "attachment.instance-id", "Values": batch}]):
+            for attachment in raw.get("Attachments", []):
+                if attachment.get("InstanceId") in attached:
+                    attached[attachment["InstanceId"]].append(raw["VolumeId"])
+    return attached

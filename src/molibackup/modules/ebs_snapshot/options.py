@@ -33,6 +33,21 @@ def merge_tags(
 
 
 @dataclass(frozen=True)
+class ClaimSelector:
+    """Kubernetes PersistentVolumeClaims, by namespace and name globs and cluster id."""
+
+    namespaces: tuple[str, ...] = ()
+    names: tuple[str, ...] = ()
+    cluster: str | None = None
+
+    def describe(self) -> str:
+        parts = [f"namespaces {', '.join(self.namespaces)}"] if self.namespaces else []
+        parts += [f"names {', '.join(self.names)}"] if self.names else []
+        parts += [f"cluster {self.cluster}"] if self.cluster else []
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
 class LockPolicy:
     mode: str
     duration_days: int
@@ -50,6 +65,10 @@ class Options:
     lock: LockPolicy | None
     min_interval: timedelta | None
     adopt_untagged: bool
+    claims: ClaimSelector | None = None
+    exclude_boot_volume: bool = False
+    consistency: str = "volume"
+    archive_after_days: int | None = None
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -66,6 +85,13 @@ class Options:
                 min_interval = durations.parse(str(raw["min_interval"]))
             except ValueError as exc:
                 problems.append(job.problem("min_interval", str(exc)))
+        claims = parse_claims(job, problems)
+        consistency = str(raw.get("consistency", "volume"))
+        if consistency == "instance" and claims is not None:
+            problems.append(job.problem(
+                "consistency", "'instance' needs an instance selection: the claims one node "
+                "holds belong to different pods, so snapshotting them together makes nothing "
+                "consistent; leave consistency out with persistent_volume_claims"))
         if problems:
             raise ConfigError(problems)
         assert policy is not None
@@ -83,7 +109,29 @@ class Options:
             lock=lock,
             min_interval=min_interval,
             adopt_untagged=bool(raw.get("adopt_untagged", False)),
+            claims=claims,
+            exclude_boot_volume=bool(raw.get("exclude_boot_volume", False)),
+            consistency=consistency,
+            archive_after_days=(int(raw["archive_after"]) if "archive_after" in raw else None),
         )
+
+
+INSTANCE_SELECTORS = ("instance_id", "instance_tag", "instance_tags")
+
+
+def parse_claims(job: JobConfig, problems: list[str]) -> ClaimSelector | None:
+    raw = job.options.get("persistent_volume_claims")
+    if raw is None:
+        return None
+    for option in INSTANCE_SELECTORS:
+        if option in job.options:
+            problems.append(job.problem(
+                option, "cannot be combined with persistent_volume_claims: a claim's volume "
+                "moves from node to node (and is detached while its pod is rescheduled), so "
+                "selecting by instance would miss it; select claims, optionally narrowed by "
+                "volume_tags"))
+    return ClaimSelector(namespaces=tuple(raw.get("namespaces", ())),
+                         names=tuple(raw.get("names", ())), cluster=raw.get("cluster"))
 
 
 KEEP_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly",

@@ -77,6 +77,9 @@ def apply(client: EC2Client, decisions: list[retention.Decision], policy: retent
             if outcome == Deletion.DELETED:
                 result.deleted += 1
                 log.info(f"deleted {what}{detail or ''} ({why})")
+                if decision.snapshot.storage_tier == "archive":
+                    log.warning(f"snapshot {decision.snapshot.snapshot_id} was in the archive "
+                                "tier: EC2 bills an archived snapshot for at least 90 days")
             elif outcome == Deletion.WOULD_DELETE:
                 result.deleted += 1
                 log.info(f"dry run: would delete {what} ({why})")

@@ -16,8 +16,20 @@ VOLUME_TAG = "molibackup:volume-id"
 INSTANCE_TAG = "molibackup:instance-id"
 CREATED_AT_TAG = "molibackup:created-at"
 RUN_TAG = "molibackup:run-id"
+CLAIM_NAMESPACE_TAG = "molibackup:pvc-namespace"
+CLAIM_NAME_TAG = "molibackup:pvc-name"
+PV_NAME_TAG = "molibackup:pv-name"
 MAX_TAGS = 50  # EC2's limit per resource
 MAX_DESCRIPTION = 255
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The Kubernetes PersistentVolumeClaim a volume was provisioned for."""
+
+    namespace: str
+    name: str
+    pv_name: str
 
 
 @dataclass(frozen=True)
@@ -26,6 +38,8 @@ class Volume:
     name: str
     instance_ids: tuple[str, ...]
     tags: Mapping[str, str] = field(repr=False)
+    boot: bool = False  # the root device of the instance it is attached to
+    claim: Claim | None = None
 
 
 def tag_dict(tags: list[Any] | None) -> dict[str, str]:
@@ -58,6 +72,11 @@ def snapshot_tags(
         CREATED_AT_TAG: timestamp(moment),
         RUN_TAG: run_id,
     }
+    if volume.claim is not None:
+        ours[CLAIM_NAMESPACE_TAG] = volume.claim.namespace
+        ours[CLAIM_NAME_TAG] = volume.claim.name
+        if volume.claim.pv_name:
+            ours[PV_NAME_TAG] = volume.claim.pv_name
     tags = dict(ours)
     if copy_volume_tags:
         for key, value in volume.tags.items():
@@ -71,3 +90,15 @@ def is_owned_by(tags: Mapping[str, str], job_name: str) -> bool:
     return tags.get(CREATED_BY[0]) == CREATED_BY[1] and tags.get(JOB_TAG) == job_name
 
 
+
+
+def instance_snapshot_tags(instance_id: str, name: str, job_name: str, moment: datetime,
+                           run_id: str, *, copy_volume_tags: bool) -> list[TagTypeDef]:
+    """The tags one CreateSnapshots call gives every snapshot of an instance. The volume is
+    each snapshot's own VolumeId; with copy_volume_tags EC2 copies the volume's tags (its
+    Name included), so ours leave Name out."""
+    tags = {"Name": name, CREATED_BY[0]: CREATED_BY[1], JOB_TAG: job_name,
+            INSTANCE_TAG: instance_id, CREATED_AT_TAG: timestamp(moment), RUN_TAG: run_id}
+    if copy_volume_tags:
+        del tags["Name"]
+    return [{"Key": key, "Value": value} for key, value in tags.items()]
