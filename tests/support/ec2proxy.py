@@ -46,6 +46,7 @@ class Fault:
     message: str = "injected by the test proxy"
     forward_first: bool = False  # the emulator acts, then the answer is lost
     body: bytes | None = None  # answer this instead of an error document
+    rewrite: Callable[[bytes], bytes] | None = None  # forward, then answer this of the answer
 
 
 FaultRule = Callable[[str, dict[str, str]], Fault | None]
@@ -119,6 +120,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.reply(503, error_body("RequestLimitExceeded", "Request limit exceeded."))
             return
         fault = next((f for rule in state.fault_rules if (f := rule(action, params))), None)
+        if fault and fault.rewrite:
+            status, answer = self.forward(body)
+            self.reply(status, fault.rewrite(answer))
+            return
         if fault and not fault.forward_first:
             self.reply(fault.status, fault.body or error_body(fault.code, fault.message))
             return

@@ -8,8 +8,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from moto.backends import get_backend
+from moto.core.responses import ActionResult
 from moto.ec2.models.core import TaggedEC2Resource
+from moto.ec2.models.elastic_block_store import EBSBackend
 from moto.ec2.models.tags import EC2_PREFIX_TO_RESOURCE, get_prefix
+from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.server import ThreadedMotoServer
 
 ACCOUNT = "123456789012"
@@ -30,6 +33,7 @@ class Emulator:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port, verbose=False)
 
     def start(self) -> Emulator:
+        honour_create_snapshots_parameters()
         self._server.start()
         return self
 
@@ -74,3 +78,59 @@ def index_tag_lookups() -> None:
                 for key, value in tags.items()]
 
     TaggedEC2Resource.get_tags = get_tags  # type: ignore[method-assign]
+
+
+def honour_create_snapshots_parameters() -> None:
+    """Teach the emulator's CreateSnapshots two parameters real EC2 honours and it ignores:
+    `InstanceSpecification.ExcludeDataVolumeIds` (volumes left out) and
+    `CopyTagsFromSource=volume` (each snapshot gets its volume's tags, then the request's).
+    The emulator runs in this process, so its classes can be extended here."""
+    def create_snapshots(self: Any, instance_spec: dict[str, Any], description: str,
+                         tags: dict[str, str], copy_tags_from_source: str | None = None
+                         ) -> list[Any]:
+        instance = self.get_instance(instance_spec["InstanceId"])
+        excluded = set(_values(instance_spec, "ExcludeDataVolumeId"))
+        skip_boot = str(instance_spec.get("ExcludeBootVolume", False)).lower() == "true"
+        snapshots = []
+        for device, mapping in instance.get_block_device_mapping:
+            if skip_boot and device == instance.root_device_name:
+                continue
+            if mapping.volume_id in excluded and device != instance.root_device_name:
+                continue
+            snapshot = self.create_snapshot(mapping.volume_id, description=description)
+            if copy_tags_from_source == "volume":
+                volume_tags = self.tags.get(mapping.volume_id, {})
+                snapshot.add_tags({k: v for k, v in volume_tags.items()
+                                   if not k.startswith("aws:")})
+            snapshot.add_tags(tags)
+            snapshots.append(snapshot)
+        return snapshots
+
+    def create_snapshots_response(self: Any) -> Any:
+        instance_spec = self._get_param("InstanceSpecification", {})
+        description = self._get_param("Description", "")
+        tags = self._parse_tag_specification().get("snapshot", {})
+        self.error_on_dryrun()
+        snapshots = self.ec2_backend.create_snapshots(
+            instance_spec, description, tags, self._get_param("CopyTagsFromSource"))
+        return ActionResult({"Snapshots": snapshots})
+
+    EBSBackend.create_snapshots = create_snapshots  # type: ignore[method-assign]
+    ElasticBlockStore.create_snapshots = create_snapshots_response  # type: ignore[method-assign]
+
+
+def _values(spec: Any, prefix: str) -> list[str]:
+    """The values of a list parameter, however the emulator parsed it."""
+    found: list[str] = []
+    if isinstance(spec, dict):
+        for key, value in spec.items():
+            if key.startswith(prefix):
+                found += _values(value, "") if isinstance(value, dict | list) else [str(value)]
+            elif not prefix:
+                found += _values(value, "")
+    elif isinstance(spec, list):
+        for item in spec:
+            found += _values(item, "") if isinstance(item, dict | list) else [str(item)]
+    elif not prefix and spec is not None:
+        found.append(str(spec))
+    return found

@@ -83,7 +83,7 @@ class EbsSnapshot:
                   f"credentials from {credentials.method if credentials else 'nowhere'}, "
                   f"retries {getattr(client.meta.config, 'retries', None)}")
 
-        volumes = self.select(session, client, context)
+        volumes, root_devices = self.select(session, client, context)
         inventory = self.take_inventory(client, volumes, context)
         to_snapshot = self.due_volumes(volumes, inventory, context)
 
@@ -93,7 +93,7 @@ class EbsSnapshot:
                                                     context.settings, max_attempts=1,
                                                     stats=context.stats),
                           client, context.run_id, context)
-        attached = (attached_volume_ids(client, to_snapshot)
+        attached = (attached_data_volume_ids(client, to_snapshot, root_devices)
                     if self.options.consistency == "instance" and not context.dry_run else None)
         creations = Creations(self.job.name, self.options, creator, context).run(
             to_snapshot, attached)
@@ -123,7 +123,8 @@ class EbsSnapshot:
         return result
 
     def select(self, session: boto3.Session, client: EC2Client, context: RunContext
-               ) -> list[Volume]:
+               ) -> tuple[list[Volume], dict[str, str | None]]:
+        """The volumes to back up, and the root device of each instance seen."""
         instance_id = self.options.instance_id
         if instance_id == "local":
             instance_id = local_instance_id(session)
@@ -137,7 +138,7 @@ class EbsSnapshot:
                                "selection, or set allow_empty: true if that is expected")
             context.log.warning(f"no volume matched ({what}); allow_empty is set, so this is "
                                 "not an error")
-        return volumes
+        return volumes, selector.root_devices
 
     def coverage(self, context: RunContext) -> list[VolumeBackup]:
         session = context.session_factory(self.job)
@@ -199,9 +200,10 @@ class EbsSnapshot:
         return due
 
 
-def attached_volume_ids(client: EC2Client, volumes: list[Volume]) -> dict[str, list[str]]:
-    """Every volume attached to the instances of `volumes`, by instance: those the job does
-    not select are excluded from the instance's multi-volume snapshot."""
+def attached_data_volume_ids(client: EC2Client, volumes: list[Volume],
+                             root_devices: dict[str, str | None]) -> dict[str, list[str]]:
+    """The data (non-root) volumes attached to the instances of `volumes`, by instance: those
+    the job does not select are excluded from the instance's multi-volume snapshot."""
     instance_ids = sorted({volume.instance_ids[0] for volume in volumes})
     attached: dict[str, list[str]] = {instance: [] for instance in instance_ids}
     for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
@@ -209,6 +211,8 @@ def attached_volume_ids(client: EC2Client, volumes: list[Volume]) -> dict[str, l
         for raw in paginate(client, "describe_volumes", "Volumes",
                             Filters=[{"Name": "attachment.instance-id", "Values": batch}]):
             for attachment in raw.get("Attachments", []):
-                if attachment.get("InstanceId") in attached:
-                    attached[attachment["InstanceId"]].append(raw["VolumeId"])
+                instance = attachment.get("InstanceId")
+                if instance in attached and attachment.get("Device") != root_devices.get(
+                        instance):
+                    attached[instance].append(raw["VolumeId"])
     return attached

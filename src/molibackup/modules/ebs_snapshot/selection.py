@@ -65,6 +65,8 @@ class Selector:
         self.options = options
         self.client = client
         self.log = context.log
+        #: The root device name of each instance seen, such as /dev/xvda.
+        self.root_devices: dict[str, str | None] = {}
 
     def describe(self, instance_id: str | None) -> str:
         """The selection in words, for a job that matched nothing."""
@@ -147,6 +149,7 @@ class Selector:
                     if tags_match(tag_dict(raw.get("Tags")), self.options.instance_tags):
                         instances[raw["InstanceId"]] = Instance(raw["InstanceId"],
                                                                 raw.get("RootDeviceName"))
+                        self.root_devices[raw["InstanceId"]] = raw.get("RootDeviceName")
         return [instances[key] for key in sorted(instances)]
 
     def attached_volumes(self, raw_volumes: Iterable[Any],
