@@ -7,7 +7,9 @@ shared and noisy, so absolute seconds mean little):
    instance, one volume, one call at a time), every call delayed by 50 ms;
 2. throttling: our run under EC2-style token buckets vs the lower bound those buckets impose,
    (mutating calls - burst) / refill, with no call left failed;
-3. memory: peak RSS of a run whose job owns 100,000 snapshots.
+3. memory: peak RSS of a run whose job owns 100,000 snapshots;
+4. consistency: create calls of `consistency: instance` (one CreateSnapshots per instance)
+   vs `consistency: volume` (one CreateSnapshot per volume), on instances with 4 volumes.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
 """
@@ -214,12 +216,44 @@ def memory(emulator: Emulator, snapshots: int, workdir: Path) -> list[str]:
     ]
 
 
+def consistency(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
+    """The same fleet snapshotted per volume, then per instance: calls and time."""
+    outcomes = {}
+    for mode in ("volume", "instance"):
+        emulator.reset()
+        client = boto3.client("ec2", region_name=REGION, endpoint_url=emulator.url)
+        fleet = Fleet(client, emulator)
+        for _ in range(instances):
+            fleet.instance({"Backup": "bench"}, {"data": {}, "wal": {}, "logs": {}})
+        config = workdir / f"consistency-{mode}.yaml"
+        config.write_text(yaml.safe_dump({"jobs": {JOB: {
+            "module": "ebs-snapshot", "aws_region": REGION, "retention": 30,
+            "instance_tag": "Backup=bench", "consistency": mode}}}))
+        with EC2Proxy(emulator.url, latency=LATENCY) as proxy:
+            outcome = run_ours(proxy, config)
+            creates = proxy.calls["CreateSnapshot"] + proxy.calls["CreateSnapshots"]
+        assert not outcome.failed, f"the {mode} run failed"
+        outcomes[mode] = (outcome, creates)
+    (per_volume, volume_creates), (per_instance, instance_creates) = (
+        outcomes["volume"], outcomes["instance"])
+    return [
+        f"consistency, {instances} instances x 4 volumes, {LATENCY * 1000:.0f} ms per call:",
+        f"  consistency: volume   {volume_creates:4d} create calls, {per_volume.calls} calls "
+        f"in all, {per_volume.seconds:5.1f} s",
+        f"  consistency: instance {instance_creates:4d} create calls, {per_instance.calls} calls "
+        f"in all, {per_instance.seconds:5.1f} s",
+        f"  -> {volume_creates / instance_creates:.1f}x fewer create calls, "
+        f"{per_volume.calls / per_instance.calls:.2f}x fewer calls in all",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--volumes", type=int, default=120)
     parser.add_argument("--snapshots", type=int, default=100_000)
     parser.add_argument("--burst", type=int, default=40)
     parser.add_argument("--refill", type=float, default=10.0)
+    parser.add_argument("--instances", type=int, default=30)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -234,6 +268,7 @@ def main() -> int:
             for section in (
                 lambda: speed(emulator, args.volumes, workdir),
                 lambda: throttled(emulator, args.volumes, workdir, args.burst, args.refill),
+                lambda: consistency(emulator, args.instances, workdir),
                 *([] if args.skip_memory else [lambda: memory(emulator, args.snapshots,
                                                               workdir)]),
             ):
