@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import threading
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import botocore.exceptions
+import botocore.session
 from botocore.config import Config as BotoConfig
+from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
 from botocore.parsers import ResponseParserError
 from botocore.utils import IMDSFetcher
 
@@ -38,12 +41,52 @@ AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError
 
 
 def make_session(job: JobConfig) -> boto3.Session:
-    """Static keys when the job has them, otherwise boto3's default credential chain."""
+    """Static keys when the job has them, otherwise boto3's default credential chain; then,
+    with role_arn, that role assumed on top of them."""
     key_id = job.options.get("accesskey_id")
     secret = job.options.get("accesskey_secret")
     if key_id and secret:
-        return boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret)
-    return boto3.Session()
+        session = boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret)
+    else:
+        session = boto3.Session()
+    role_arn = job.options.get("role_arn")
+    if role_arn:
+        name = job.options.get("session_name") or session_name_for(job.name)
+        session = assume_role(session, role_arn, job.options.get("external_id"), name)
+    return session
+
+
+def session_name_for(job_name: str) -> str:
+    """molibackup-<job>, as STS allows it: at most 64 of [A-Za-z0-9+=,.@_-]."""
+    return re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", f"molibackup-{job_name}")[:64]
+
+
+def assume_role(base: boto3.Session, role_arn: str, external_id: str | None,
+                session_name: str) -> boto3.Session:
+    """A session acting as `role_arn`, its credentials refreshed before they expire (a long
+    job outlives an hour's credentials). The role is assumed now, so that a refusal fails
+    the job at once with a line naming the role."""
+    extra: dict[str, Any] = {"RoleSessionName": session_name}
+    if external_id:
+        extra["ExternalId"] = external_id
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=base._session.create_client, source_credentials=base.get_credentials(),
+        role_arn=role_arn, extra_args=extra)
+    credentials = DeferredRefreshableCredentials(method="assume-role",
+                                                 refresh_using=fetcher.fetch_credentials)
+    try:
+        credentials.get_frozen_credentials()
+    except botocore.exceptions.ClientError as exc:
+        raise JobError(f"could not assume role {role_arn}: {error_code(exc)}: "
+                       f"{error_message(exc)} (check the role's trust policy"
+                       f"{' and external_id' if external_id else ''})") from None
+    except botocore.exceptions.NoCredentialsError:
+        raise JobError(f"could not assume role {role_arn}: no AWS credentials to assume it "
+                       "with") from None
+    core = botocore.session.Session()
+    # What botocore's own assume-role provider does: the session's credentials are these.
+    core._credentials = credentials  # type: ignore[attr-defined]
+    return boto3.Session(botocore_session=core)
 
 
 def retry_settings(
@@ -252,3 +295,9 @@ def local_instance_id(session: boto3.Session) -> str:
         raise JobError(f"instance_id is 'local' but the instance metadata service answered "
                        f"{instance_id[:40]!r}, not an instance id: {hint}")
     return instance_id
+
+
+def caller_account(session: boto3.Session, region: str) -> str:
+    """The account a session acts in (sts:GetCallerIdentity needs no permission)."""
+    identity = session.client("sts", region_name=region).get_caller_identity()
+    return str(identity["Account"])

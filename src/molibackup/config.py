@@ -193,6 +193,9 @@ def secrets_in(data: Any) -> list[str]:
         return []
     found = [str(job[key]) for job in jobs.values() if isinstance(job, dict)
              for key in validation.SECRET_OPTIONS if job.get(key) is not None]
+    found += [str(target["external_id"]) for job in jobs.values() if isinstance(job, dict)
+              and isinstance(job.get("copy_to"), list) for target in job["copy_to"]
+              if isinstance(target, dict) and target.get("external_id") is not None]
     glob = data.get("global") if isinstance(data, dict) else None
     if isinstance(glob, dict) and glob.get("ping_url") is not None:
         found.append(str(glob["ping_url"]))
@@ -253,8 +256,10 @@ def load(path: Path, schema_path: Path | None = None) -> Config:
 
 def secrets_of(config: Config) -> list[str]:
     """Values that must never appear in a log line."""
-    found = [str(job.options["accesskey_secret"]) for job in config.jobs
-             if "accesskey_secret" in job.options]
+    found = [str(job.options[key]) for job in config.jobs
+             for key in ("accesskey_secret", "external_id") if key in job.options]
+    found += [str(target["external_id"]) for job in config.jobs
+              for target in job.options.get("copy_to") or [] if "external_id" in target]
     found += [job.ping_url for job in config.jobs if job.ping_url]
     if config.settings.ping_url:
         found.append(config.settings.ping_url)

@@ -26,7 +26,7 @@ from jsonschema_specifications import REGISTRY as METASCHEMAS  # type: ignore[im
 
 from molibackup.errors import ConfigError
 
-SECRET_OPTIONS = frozenset({"accesskey_secret", "ping_url"})
+SECRET_OPTIONS = frozenset({"accesskey_secret", "ping_url", "external_id"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 _TYPE_WORDS = {

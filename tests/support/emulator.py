@@ -10,9 +10,10 @@ from typing import Any
 from moto.backends import get_backend
 from moto.core.responses import ActionResult
 from moto.ec2.models.core import TaggedEC2Resource
-from moto.ec2.models.elastic_block_store import EBSBackend
+from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
 from moto.ec2.models.tags import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
+from moto.ec2.utils import random_snapshot_id
 from moto.server import ThreadedMotoServer
 
 ACCOUNT = "123456789012"
@@ -34,6 +35,7 @@ class Emulator:
 
     def start(self) -> Emulator:
         honour_create_snapshots_parameters()
+        copy_snapshots_shared_by_other_accounts()
         self._server.start()
         return self
 
@@ -134,3 +136,34 @@ def _values(spec: Any, prefix: str) -> list[str]:
     elif not prefix and spec is not None:
         found.append(str(spec))
     return found
+
+
+def copy_snapshots_shared_by_other_accounts() -> None:
+    """Teach the emulator's CopySnapshot what real EC2 does: copy a snapshot that another
+    account shares with the caller (createVolumePermission). The emulator looks for the source
+    in the caller's own account only."""
+    original = EBSBackend.copy_snapshot
+    if getattr(original, "copies_shared_snapshots", False):
+        return
+
+    def copy_snapshot(self: Any, source_snapshot_id: str, source_region: str,
+                      description: str, kms_key_id: str | None) -> Any:
+        own = get_backend("ec2")[self.account_id][source_region]
+        if source_snapshot_id in own.snapshots:
+            return original(self, source_snapshot_id, source_region, description, kms_key_id)
+        for account_id, regions in get_backend("ec2").items():
+            source = regions[source_region].snapshots.get(source_snapshot_id)
+            if source is None or account_id == self.account_id:
+                continue
+            if self.account_id not in source.create_volume_permission_userids and (
+                    "all" not in source.create_volume_permission_groups):
+                break
+            copy = Snapshot(self, random_snapshot_id(), volume=source.volume,
+                            description=description, encrypted=source.encrypted,
+                            kms_key_id=kms_key_id)
+            self.snapshots[copy.id] = copy
+            return copy
+        return original(self, source_snapshot_id, source_region, description, kms_key_id)
+
+    copy_snapshot.copies_shared_snapshots = True  # type: ignore[attr-defined]
+    EBSBackend.copy_snapshot = copy_snapshot  # type: ignore[method-assign]

@@ -6,6 +6,7 @@ import json
 import re
 import sys
 from pathlib import Path
+from typing import Any
 
 from molibackup.modules import REGISTRY
 
@@ -30,10 +31,14 @@ def test_the_readme_lists_every_metric_the_code_pushes() -> None:
     assert metrics_reference.render() in README, "run `make docs`"
 
 
+def policies() -> list[dict[str, Any]]:
+    """The README's IAM policies: the job's role first, then a copy destination's."""
+    return [json.loads(block) for block in re.findall(r"```json\n(.*?)```", README, flags=re.S)
+            if '"Statement"' in block]
+
+
 def test_the_iam_policy_grants_exactly_what_the_modules_call() -> None:
-    (policy_text,) = [block for block in re.findall(r"```json\n(.*?)```", README, flags=re.S)
-                      if '"Statement"' in block]
-    policy = json.loads(policy_text)
+    policy = policies()[0]
     granted: set[str] = set()
     for statement in policy["Statement"]:
         actions = statement["Action"]
@@ -43,10 +48,16 @@ def test_the_iam_policy_grants_exactly_what_the_modules_call() -> None:
 
 
 def test_the_iam_policy_only_deletes_snapshots_tagged_by_molibackup() -> None:
-    policy = json.loads(next(b for b in re.findall(r"```json\n(.*?)```", README, flags=re.S)
-                             if '"Statement"' in b))
-    for statement in policy["Statement"]:
+    for statement in [s for policy in policies() for s in policy["Statement"]]:
         actions = statement["Action"]
         if "ec2:DeleteSnapshot" in actions:
             assert statement["Condition"] == {
                 "StringEquals": {"aws:ResourceTag/CreatedBy": "molibackup"}}
+
+
+def test_a_copy_destination_role_can_only_copy_read_and_delete_its_copies() -> None:
+    destination = policies()[1]
+    granted = {action for s in destination["Statement"]
+               for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert granted == {"ec2:DescribeSnapshots", "ec2:CopySnapshot", "ec2:CreateTags",
+                       "ec2:DeleteSnapshot"}

@@ -38,6 +38,8 @@ class JobResult:
     kept: int = 0
     skipped: int = 0
     archived: int = 0
+    copied: int = 0
+    copying: bool = False  # the job copies elsewhere: the summary says how many
     errors: list[str] = field(default_factory=list)
     volumes: list[VolumeBackup] = field(default_factory=list)  # every volume selected
     dry_run: bool = False  # created/deleted then count what would have been done
@@ -50,7 +52,8 @@ class JobResult:
     def summary(self) -> str:
         would = "would have " if self.dry_run else ""
         recent = f" ({self.recent} recent enough)" if self.recent else ""
-        return (f"{would}created {self.created}{recent}, {would}deleted {self.deleted}, "
+        copied = f", {would}copied {self.copied}" if self.copying else ""
+        return (f"{would}created {self.created}{recent}{copied}, {would}deleted {self.deleted}, "
                 f"kept {self.kept}, skipped {self.skipped}, failed {len(self.errors)}"
                 + (f", {would}archived {self.archived}" if self.archived else "")
                 + (" (dry run)" if self.dry_run else "")

@@ -11,13 +11,20 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from molibackup import retention
-from molibackup.aws import AWS_ERRORS, ec2_client, explain, local_instance_id, paginate
+from molibackup.aws import (
+    AWS_ERRORS,
+    caller_account,
+    ec2_client,
+    explain,
+    local_instance_id,
+    paginate,
+)
 from molibackup.config import JobConfig
 from molibackup.durations import format_duration
 from molibackup.errors import JobError
 from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext, VolumeBackup
-from molibackup.modules.ebs_snapshot import inventory, rotation, tiering
+from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
 from molibackup.modules.ebs_snapshot.creation import Creations
 from molibackup.modules.ebs_snapshot.creator import Creator
 from molibackup.modules.ebs_snapshot.options import Options
@@ -56,7 +63,8 @@ class EbsSnapshot:
     permissions: ClassVar[frozenset[str]] = frozenset({
         "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
         "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
-        "ec2:LockSnapshot", "ec2:ModifySnapshotTier",
+        "ec2:LockSnapshot", "ec2:ModifySnapshotTier", "ec2:CopySnapshot",
+        "ec2:ModifySnapshotAttribute", "sts:AssumeRole",
     })
 
     def __init__(self, job: JobConfig, options: Options) -> None:
@@ -83,6 +91,7 @@ class EbsSnapshot:
                   f"credentials from {credentials.method if credentials else 'nowhere'}, "
                   f"retries {getattr(client.meta.config, 'retries', None)}")
 
+        result.copying = bool(self.options.copy_to)
         volumes, root_devices = self.select(session, client, context)
         inventory = self.take_inventory(client, volumes, context)
         to_snapshot = self.due_volumes(volumes, inventory, context)
@@ -120,6 +129,11 @@ class EbsSnapshot:
         rotation.apply(client, decisions, self.options.policy, result, context)
         if self.options.archive_after_days is not None:
             tiering.archive(client, decisions, self.options.archive_after_days, result, context)
+        if self.options.copy_to:
+            kept = [d.snapshot for d in decisions if not d.delete]
+            source = copier.Source(session, client, self.options.aws_region,
+                                   caller_account(session, self.options.aws_region))
+            copier.copy_everywhere(source, kept, context, self.options.copy_to)
         return result
 
     def select(self, session: boto3.Session, client: EC2Client, context: RunContext

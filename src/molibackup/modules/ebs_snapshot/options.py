@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, timedelta, tzinfo
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from molibackup import durations, retention
@@ -48,6 +50,26 @@ class ClaimSelector:
 
 
 @dataclass(frozen=True)
+class CopyTarget:
+    """One destination of the job's snapshots: a region, maybe another account."""
+
+    region: str
+    role_arn: str | None
+    external_id: str | None
+    policy: retention.Policy
+    encrypted: bool
+    kms_key_id: str | None
+    copy_tags: bool
+
+    @property
+    def account(self) -> str | None:
+        return self.role_arn.split(":")[4] if self.role_arn else None
+
+    def describe(self) -> str:
+        return self.region + (f" (account {self.account})" if self.account else "")
+
+
+@dataclass(frozen=True)
 class LockPolicy:
     mode: str
     duration_days: int
@@ -69,6 +91,7 @@ class Options:
     exclude_boot_volume: bool = False
     consistency: str = "volume"
     archive_after_days: int | None = None
+    copy_to: tuple[CopyTarget, ...] = ()
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -86,6 +109,7 @@ class Options:
             except ValueError as exc:
                 problems.append(job.problem("min_interval", str(exc)))
         claims = parse_claims(job, problems)
+        copy_to = parse_copy_targets(job, policy, problems)
         consistency = str(raw.get("consistency", "volume"))
         if consistency == "instance" and claims is not None:
             problems.append(job.problem(
@@ -94,7 +118,6 @@ class Options:
                 "consistent; leave consistency out with persistent_volume_claims"))
         if problems:
             raise ConfigError(problems)
-        assert policy is not None
         lock = None
         if "lock_mode" in raw:
             lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
@@ -113,6 +136,7 @@ class Options:
             exclude_boot_volume=bool(raw.get("exclude_boot_volume", False)),
             consistency=consistency,
             archive_after_days=(int(raw["archive_after"]) if "archive_after" in raw else None),
+            copy_to=copy_to,
         )
 
 
@@ -138,26 +162,67 @@ KEEP_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_mon
               "keep_yearly")
 
 
-def time_zone(job: JobConfig, problems: list[str]) -> tzinfo:
-    name = str(job.options.get("timezone", "UTC"))
+def time_zone(job: JobConfig, problems: list[str], raw: Mapping[str, Any] | None = None,
+              where: str = "") -> tzinfo:
+    raw = job.options if raw is None else raw
+    name = str(raw.get("timezone", job.options.get("timezone", "UTC")))
     try:
         return ZoneInfo(name)
     except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
         pass
-    problems.append(job.problem("timezone", f"unknown time zone {name!r}: give an IANA name "
-                                            "such as UTC, Europe/Paris or America/New_York"))
+    problems.append(job.problem(f"{where}.timezone" if where else "timezone",
+                                f"unknown time zone {name!r}: give an IANA name such as UTC, "
+                                "Europe/Paris or America/New_York"))
     return UTC
 
 
-def parse_policy(job: JobConfig, problems: list[str]) -> retention.Policy | None:
+def parse_policy(job: JobConfig, problems: list[str], raw: Mapping[str, Any] | None = None,
+                 where: str = "") -> retention.Policy:
     """The retention policy: `retention` defaults to 30 days only when no keep rule is set."""
-    raw = job.options
+    raw = job.options if raw is None else raw
     rules = {name: int(raw[name]) for name in KEEP_RULES if name in raw}
     days = raw.get("retention")
     if days is None and not rules:
         days = retention.DEFAULT_RETENTION_DAYS
-    zone = time_zone(job, problems)
+    zone = time_zone(job, problems, raw, where)
     return retention.Policy(retention_days=None if days is None else int(days),
-                            min_keep=int(raw["min_keep"]), timezone=zone, **rules)
+                            min_keep=int(raw.get("min_keep", 1)), timezone=zone, **rules)
+
+
+RULE_OPTIONS = ("retention", "min_keep", *KEEP_RULES)
+
+
+def parse_copy_targets(job: JobConfig, policy: retention.Policy, problems: list[str]
+                       ) -> tuple[CopyTarget, ...]:
+    """The destinations of copy_to; each keeps by its own rules, or by the job's when it
+    gives none."""
+    targets = []
+    seen: set[tuple[str, str | None]] = set()
+    for index, raw in enumerate(job.options.get("copy_to") or []):
+        where = f"copy_to.{index}"
+        own_rules = any(key in raw for key in RULE_OPTIONS)
+        target_policy = parse_policy(job, problems, raw, where) if own_rules else policy
+        if not own_rules and "timezone" in raw:
+            target_policy = dataclasses.replace(policy, timezone=time_zone(job, problems, raw,
+                                                                           where))
+        target = CopyTarget(region=raw["region"], role_arn=raw.get("role_arn"),
+                            external_id=raw.get("external_id"), policy=target_policy,
+                            encrypted=bool(raw.get("encrypted") or raw.get("kms_key_id")),
+                            kms_key_id=raw.get("kms_key_id"),
+                            copy_tags=bool(raw.get("copy_tags", True)))
+        source_account = job.options["role_arn"].split(":")[4] if job.options.get(
+            "role_arn") else None
+        if target.region == job.options["aws_region"] and target.account in (None,
+                                                                            source_account):
+            problems.append(job.problem(where, "copies in the job's own region and account "
+                                               "share the source's blast radius: give another "
+                                               "region, or a role_arn of another account"))
+        key = (target.region, target.account)
+        if key in seen:
+            problems.append(job.problem(where, f"a second destination {target.describe()}: "
+                                               "give each region and account once"))
+        seen.add(key)
+        targets.append(target)
+    return tuple(targets)
 
 

@@ -52,7 +52,8 @@ def delete_one(client: EC2Client, snapshot_id: str, context: RunContext
 
 
 def apply(client: EC2Client, decisions: list[retention.Decision], policy: retention.Policy,
-          result: JobResult, context: RunContext) -> None:
+          result: JobResult, context: RunContext, *, where: str = "") -> None:
+    """Delete what the decisions say; `where` names a copy destination in the log."""
     log = context.log
     to_delete = []
     for decision in decisions:
@@ -60,7 +61,7 @@ def apply(client: EC2Client, decisions: list[retention.Decision], policy: retent
             to_delete.append(decision)
         else:
             result.kept += 1
-            log.info(f"kept {describe(decision, policy)} ({decision.reason})")
+            log.info(f"kept {describe(decision, policy)}{where} ({decision.reason})")
     if not to_delete:
         return
     rules = policy.describe()
@@ -72,7 +73,7 @@ def apply(client: EC2Client, decisions: list[retention.Decision], policy: retent
     with ThreadPoolExecutor(max_workers=context.settings.concurrency,
                             thread_name_prefix="delete") as pool:
         for decision, outcome, detail in pool.map(delete, to_delete):
-            what = describe(decision, policy)
+            what = describe(decision, policy) + where
             why = f"{decision.reason}: {rules}"
             if outcome == Deletion.DELETED:
                 result.deleted += 1

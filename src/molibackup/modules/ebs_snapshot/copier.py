@@ -1,0 +1,266 @@
+"""Copies outside the blast radius: the job's snapshots in other regions and accounts.
+
+Each run copies, to each destination, every completed snapshot of the job that has no copy
+there yet and that the destination's rules would keep, newest first; then rotates the
+destination's copies by its own rules. A copy's age is its source's (carried in a tag).
+EC2 allows only so many copies in flight per destination region: past that, the rest wait
+for the next run, which is not a failure.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from molibackup import retention
+from molibackup.aws import AWS_ERRORS, assume_role, ec2_client, error_code, explain, paginate
+from molibackup.errors import JobError
+from molibackup.modules.base import RunContext
+from molibackup.modules.ebs_snapshot import rotation
+from molibackup.modules.ebs_snapshot.options import CopyTarget
+from molibackup.modules.ebs_snapshot.tagging import (
+    CREATED_BY,
+    JOB_TAG,
+    MAX_DESCRIPTION,
+    MAX_TAGS,
+    VOLUME_TAG,
+    tag_dict,
+    timestamp,
+)
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ec2.type_defs import TagTypeDef
+
+#: EC2's quota of concurrent snapshot copies per destination region.
+COPIES_IN_FLIGHT = 20
+COPY_WORKERS = 5
+LIMIT_CODES = frozenset({"ResourceLimitExceeded", "SnapshotCopyLimitExceeded",
+                         "ConcurrentSnapshotLimitExceeded"})
+SOURCE_SNAPSHOT_TAG = "molibackup:source-snapshot-id"
+SOURCE_REGION_TAG = "molibackup:source-region"
+SOURCE_ACCOUNT_TAG = "molibackup:source-account"
+SOURCE_TIME_TAG = "molibackup:source-time"
+OURS = frozenset({"Name", CREATED_BY[0], JOB_TAG, VOLUME_TAG, SOURCE_SNAPSHOT_TAG,
+                  SOURCE_REGION_TAG, SOURCE_ACCOUNT_TAG, SOURCE_TIME_TAG})
+
+
+@dataclass
+class Source:
+    """Where the job's own snapshots are."""
+
+    session: boto3.Session
+    client: EC2Client
+    region: str
+    account: str
+
+
+@dataclass
+class Outcome:
+    copied: list[tuple[str, retention.Snapshot]] = field(default_factory=list)  # copy, source
+    failed_volumes: set[str] = field(default_factory=set)
+    limited: bool = False
+
+
+def copy_everywhere(source: Source, snapshots: list[retention.Snapshot], context: RunContext,
+                    targets: tuple[CopyTarget, ...]) -> None:
+    for target in targets:
+        if context.stop.is_set():
+            return
+        try:
+            Destination(source, target, context).run(snapshots)
+        except (JobError, *AWS_ERRORS) as exc:
+            message = (f"copies to {target.describe()}: "
+                       f"{exc if isinstance(exc, JobError) else explain(exc)}")
+            context.log.error(message)
+            context.result.errors.append(message)
+
+
+class Destination:
+    def __init__(self, source: Source, target: CopyTarget, context: RunContext) -> None:
+        self.source = source
+        self.target = target
+        self.context = context
+        self.log = context.log
+        self.label = target.describe()
+        session = source.session
+        if target.role_arn:
+            session = assume_role(source.session, target.role_arn, target.external_id,
+                                  f"molibackup-copy-{context.job.name}"[:64])
+        self.client = ec2_client(session, target.region, context.settings, stats=context.stats)
+        self.copy_client = ec2_client(session, target.region, context.settings, max_attempts=1,
+                                      stats=context.stats)
+        self.shared = target.account is not None and target.account != source.account
+
+    def run(self, sources: list[retention.Snapshot]) -> None:
+        copies = self.copies()
+        copied_sources = {copy_source for copy_source, _ in copies.values()}
+        existing = [record for _, record in copies.values()]
+        wanted = self.wanted(sources, existing, copied_sources)
+        in_flight = sum(r.state == "pending" for r in existing)
+        outcome = self.copy(wanted, max(0, COPIES_IN_FLIGHT - in_flight))
+        self.context.result.copied += len(outcome.copied)
+        new = [retention.Snapshot(copy_id, snap.volume_id, snap.start_time, "pending", snap.name)
+               for copy_id, snap in outcome.copied]
+        if self.context.stop.is_set():
+            return
+        decisions = retention.plan([*existing, *new], self.context.now, self.target.policy,
+                                   protected_volumes=frozenset(outcome.failed_volumes))
+        rotation.apply(self.client, decisions, self.target.policy, self.context.result,
+                       self.context, where=f" in {self.label}")
+
+    def copies(self) -> dict[str, tuple[str, retention.Snapshot]]:
+        """The job's copies in this destination: id -> (source id, record dated by source)."""
+        found = {}
+        for raw in paginate(self.client, "describe_snapshots", "Snapshots", OwnerIds=["self"],
+                            Filters=[{"Name": f"tag:{CREATED_BY[0]}", "Values": [CREATED_BY[1]]},
+                                     {"Name": f"tag:{JOB_TAG}",
+                                      "Values": [self.context.job.name]}]):
+            tags = tag_dict(raw.get("Tags"))
+            if (tags.get(SOURCE_REGION_TAG) != self.source.region
+                    or tags.get(SOURCE_ACCOUNT_TAG) != self.source.account
+                    or not tags.get(SOURCE_SNAPSHOT_TAG)):
+                continue
+            try:
+                when = datetime.fromisoformat(tags[SOURCE_TIME_TAG].replace("Z", "+00:00"))
+            except (KeyError, ValueError):
+                when = raw["StartTime"]
+            found[raw["SnapshotId"]] = (tags[SOURCE_SNAPSHOT_TAG], retention.Snapshot(
+                raw["SnapshotId"], tags.get(VOLUME_TAG) or "unknown", when.astimezone(UTC),
+                raw.get("State", "completed"), tags.get("Name", "")))
+        return found
+
+    def wanted(self, sources: list[retention.Snapshot], existing: list[retention.Snapshot],
+               copied: set[str]) -> list[retention.Snapshot]:
+        """Completed sources without a copy here that this destination's rules would keep,
+        newest first."""
+        candidates = [s for s in sources
+                      if s.state == retention.COMPLETED and s.snapshot_id not in copied]
+        if not candidates:
+            return []
+        decisions = retention.plan([*existing, *candidates], self.context.now,
+                                   self.target.policy)
+        keep = {d.snapshot.snapshot_id for d in decisions if not d.delete}
+        for source in candidates:
+            if source.snapshot_id not in keep:
+                self.log.info(f"snapshot {source.snapshot_id} not copied to {self.label}: its "
+                              "rules would not keep it (it is older than they keep)")
+        return sorted((s for s in candidates if s.snapshot_id in keep),
+                      key=lambda s: s.start_time, reverse=True)
+
+    def copy(self, wanted: list[retention.Snapshot], slots: int) -> Outcome:
+        outcome = Outcome()
+        if not wanted:
+            return outcome
+        if self.context.dry_run:
+            for snap in wanted:
+                self.log.info(f"dry run: would copy snapshot {snap.snapshot_id} {snap.name} "
+                              f"(volume {snap.volume_id}) to {self.label}")
+            self.context.result.copied += len(wanted)
+            return outcome
+        batch, waiting = wanted[:slots], wanted[slots:]
+        if waiting:
+            self.log.info(f"{len(waiting)} copy(ies) to {self.label} wait for the next run: "
+                          f"EC2 allows {COPIES_IN_FLIGHT} copies in flight per region")
+        tags = self.source_tags([s.snapshot_id for s in batch])
+        with ThreadPoolExecutor(max_workers=COPY_WORKERS, thread_name_prefix="copy") as pool:
+            results = list(pool.map(lambda s: self.copy_one(s, tags.get(s.snapshot_id, {}),
+                                                            outcome), batch))
+        for snap, (copy_id, error) in zip(batch, results, strict=True):
+            if copy_id:
+                outcome.copied.append((copy_id, snap))
+                self.log.info(f"copying snapshot {snap.snapshot_id} {snap.name} to "
+                              f"{self.label} as {copy_id}")
+            elif error:
+                outcome.failed_volumes.add(snap.volume_id)
+                message = f"snapshot {snap.snapshot_id} not copied to {self.label}: {error}"
+                self.context.result.errors.append(message)
+                self.log.error(message + " (it is tried again on the next run)")
+        if outcome.limited:
+            self.log.warning(f"EC2's limit of copies in flight to {self.label} was reached: "
+                             "the rest are copied on the next run")
+        return outcome
+
+    def copy_one(self, snap: retention.Snapshot, source_tags: dict[str, str], outcome: Outcome
+                 ) -> tuple[str | None, str | None]:
+        if self.context.stop.is_set() or outcome.limited:
+            return None, None
+        if snap.volume_id in outcome.failed_volumes:
+            return None, None  # a volume's copies never run ahead of its newest snapshot
+        if self.shared and not self.share(snap.snapshot_id, "add"):
+            return None, "the source snapshot could not be shared with the destination account"
+        try:
+            kwargs: dict[str, Any] = {
+                "SourceRegion": self.source.region, "SourceSnapshotId": snap.snapshot_id,
+                "Description": f"{snap.name} (copy of {snap.snapshot_id} from "
+                               f"{self.source.region})"[:MAX_DESCRIPTION],
+                "TagSpecifications": [{"ResourceType": "snapshot",
+                                       "Tags": self.copy_tags(snap, source_tags)}]}
+            if self.target.encrypted:
+                kwargs["Encrypted"] = True
+            if self.target.kms_key_id:
+                kwargs["KmsKeyId"] = self.target.kms_key_id
+            response = self.copy_client.copy_snapshot(**kwargs)
+            return str(response["SnapshotId"]), None
+        except AWS_ERRORS as exc:
+            code = error_code(exc)
+            if code in LIMIT_CODES:
+                outcome.limited = True
+                return None, None
+            outcome.failed_volumes.add(snap.volume_id)
+            return None, self.explain_copy_error(exc)
+        finally:
+            if self.shared:
+                self.share(snap.snapshot_id, "remove")
+
+    def explain_copy_error(self, exc: BaseException) -> str:
+        text = explain(exc)
+        lowered = text.lower()
+        if "kms" in lowered or ("key" in lowered and "encrypt" in lowered):
+            return (f"{text}: the source is encrypted with a KMS key the destination "
+                    f"{'account' if self.shared else 'region'} cannot use; share a customer "
+                    "managed key with it (snapshots encrypted with the default aws/ebs key "
+                    "cannot be copied to another account)")
+        return text
+
+    def share(self, snapshot_id: str, operation: str) -> bool:
+        """Share the source with the destination account for the copy, or stop sharing it;
+        a share left behind is an error the operator must see."""
+        assert self.target.account is not None
+        try:
+            self.source.client.modify_snapshot_attribute(
+                SnapshotId=snapshot_id, Attribute="createVolumePermission",
+                OperationType=operation,  # type: ignore[arg-type]
+                UserIds=[self.target.account])
+        except AWS_ERRORS as exc:
+            message = (f"snapshot {snapshot_id}: could not {operation} the share with account "
+                       f"{self.target.account}: {explain(exc)}")
+            if operation == "remove":
+                message += " (the snapshot is still shared: remove the share by hand)"
+            self.context.result.errors.append(message)
+            self.log.error(message)
+            return False
+        return True
+
+    def source_tags(self, snapshot_ids: list[str]) -> dict[str, dict[str, str]]:
+        if not self.target.copy_tags or not snapshot_ids:
+            return {}
+        answer = self.source.client.describe_snapshots(SnapshotIds=snapshot_ids)
+        return {raw["SnapshotId"]: tag_dict(raw.get("Tags")) for raw in answer["Snapshots"]}
+
+    def copy_tags(self, snap: retention.Snapshot, source_tags: dict[str, str]
+                  ) -> list[TagTypeDef]:
+        tags = {"Name": snap.name or snap.snapshot_id, CREATED_BY[0]: CREATED_BY[1],
+                JOB_TAG: self.context.job.name, VOLUME_TAG: snap.volume_id,
+                SOURCE_SNAPSHOT_TAG: snap.snapshot_id, SOURCE_REGION_TAG: self.source.region,
+                SOURCE_ACCOUNT_TAG: self.source.account,
+                SOURCE_TIME_TAG: timestamp(snap.start_time)}
+        for key, value in source_tags.items():
+            if key in OURS or key.startswith(("aws:", "molibackup:")) or len(tags) >= MAX_TAGS:
+                continue
+            tags[key] = value
+        return [{"Key": key, "Value": value} for key, value in tags.items()]
