@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
          interruption: Interruption | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     # Secrets are known before the first line is written, whatever happens next.
+    log.forget_secrets()
     log.register_secrets(os.environ.get(name) for name in SECRET_VARIABLES)
     try:
         args = parser().parse_args(argv)

@@ -45,6 +45,13 @@ def secret_forms(value: str) -> set[str]:
     return {form for form in forms if form}
 
 
+def forget_secrets() -> None:
+    """Start a run with no secrets registered (main() may run several times in a process)."""
+    with _lock:
+        _secrets.clear()
+        _ordered.clear()
+
+
 def register_secrets(values: Iterable[str | None]) -> None:
     """Values that must never be written out, such as access key secrets and session tokens."""
     with _lock:

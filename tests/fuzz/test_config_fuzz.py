@@ -153,6 +153,14 @@ def strategy_for(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
     if kind == "string":
         return st.text(st.characters(exclude_categories=("Cc", "Cs", "Zl", "Zp")),
                        min_size=spec.get("minLength", 0), max_size=30)
+    if kind == "array":
+        return st.lists(strategy_for(spec["items"]), min_size=spec.get("minItems", 0),
+                        max_size=min(spec.get("maxItems", 3), 3))
+    if kind == "object" and "properties" in spec:
+        optional = {key: strategy_for(value) for key, value in spec["properties"].items()}
+        return st.fixed_dictionaries(
+            {key: optional.pop(key) for key in spec.get("required", [])}, optional=optional
+        ).filter(lambda value: len(value) >= spec.get("minProperties", 0))
     if kind == "object":
         return st.dictionaries(
             st.text(st.characters(min_codepoint=33, max_codepoint=126), min_size=1, max_size=20),
@@ -163,7 +171,8 @@ def strategy_for(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 # Options whose values reach other systems than EC2 are given fixed, reachable values.
 FIXED = {"module": "ebs-snapshot", "aws_region": REGION}
-LEFT_OUT = {"accesskey_id", "accesskey_secret", "metrics", "ping_url"}
+LEFT_OUT = {"accesskey_id", "accesskey_secret", "metrics", "ping_url", "role_arn",
+            "external_id", "session_name", "copy_to"}
 
 
 @st.composite
