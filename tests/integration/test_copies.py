@@ -10,12 +10,20 @@ shared by another account uses `copy_snapshots_shared_by_other_accounts` in
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import boto3
 import pytest
+from botocore.stub import ANY, Stubber
+from loguru import logger
 
+from molibackup import retention
+from molibackup.config import GlobalSettings, JobConfig
+from molibackup.modules.base import JobResult, RunContext
+from molibackup.modules.ebs_snapshot import copier
+from molibackup.modules.ebs_snapshot.options import CopyTarget
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.emulator import ACCOUNT
@@ -239,3 +247,33 @@ def test_unusable_destinations_are_refused(run_job: Any, copy_to: list[Any],
     result = run_job("--validate", instance_tag="A=b", copy_to=copy_to)
     assert result.status == 1
     assert expected in result.log
+
+
+def test_an_encrypted_source_the_destination_cannot_use_is_explained_in_words() -> None:
+    # The emulator checks no KMS key on CopySnapshot: the refusal real EC2 gives is played
+    # by botocore's Stubber, which still checks the request against EC2's service model.
+    session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="y")
+    config = JobConfig(name="dr", module="ebs-snapshot", enabled=True, dryrun=False,
+                       source=Path("test.yaml"), options={"aws_region": REGION})
+    context = RunContext(job=config, settings=GlobalSettings(), dry_run=False,
+                         now=datetime.now(UTC), log=logger.bind(job="dr"),
+                         session_factory=lambda _: session, result=JobResult())
+    source = copier.Source(session, session.client("ec2", region_name=REGION), REGION, ACCOUNT)
+    target = CopyTarget(region=DR_REGION, role_arn=None, external_id=None,
+                        policy=retention.Policy(), encrypted=True, kms_key_id="alias/vault",
+                        copy_tags=False)
+    destination = copier.Destination(source, target, context)
+    snapshot = retention.Snapshot("snap-0123456789abcdef0", "vol-0123456789abcdef0",
+                                  datetime.now(UTC), "completed", "db")
+    with Stubber(destination.copy_client) as stub:
+        stub.add_client_error(
+            "copy_snapshot", service_error_code="KMS.DisabledException",
+            service_message="The KMS key is not usable.", http_status_code=400,
+            expected_params={"SourceRegion": REGION, "SourceSnapshotId": snapshot.snapshot_id,
+                             "Description": "db (copy of snap-0123456789abcdef0 from "
+                                            f"{REGION})", "Encrypted": True,
+                             "KmsKeyId": "alias/vault", "TagSpecifications": ANY})
+        copy_id, error = destination.copy_one(snapshot, {}, copier.Outcome())
+    assert copy_id is None
+    assert error is not None
+    assert "encrypted with a KMS key the destination region cannot use" in error
