@@ -11,6 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import readme_sections
+
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schema" / "molibackup.schema.json"
 START, END = "<!-- config-reference:start -->", "<!-- config-reference:end -->"
@@ -87,16 +89,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    reference = render()
-    if len(argv) == 2 and argv[0] == "--write":
-        path = Path(argv[1])
-        text = path.read_text(encoding="utf-8")
-        before, _, rest = text.partition(START)
-        _, _, after = rest.partition(END)
-        path.write_text(before + reference + after, encoding="utf-8")
-    else:
-        print(reference)
-    return 0
+    return readme_sections.main(render, START, END, argv)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import readme_sections  # noqa: E402
+
 from molibackup.observe.metrics import METRICS  # noqa: E402
 
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
@@ -27,16 +29,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    table = render()
-    if len(argv) == 2 and argv[0] == "--write":
-        path = Path(argv[1])
-        text = path.read_text(encoding="utf-8")
-        before, _, rest = text.partition(START)
-        _, _, after = rest.partition(END)
-        path.write_text(before + table + after, encoding="utf-8")
-    else:
-        print(table)
-    return 0
+    return readme_sections.main(render, START, END, argv)
 
 
 if __name__ == "__main__":

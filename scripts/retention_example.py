@@ -13,6 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+import readme_sections  # noqa: E402
+
 from molibackup.retention import Policy, Snapshot, format_age, plan  # noqa: E402
 
 START, END = "<!-- retention-example:start -->", "<!-- retention-example:end -->"
@@ -49,16 +51,7 @@ def render() -> str:
 
 
 def main(argv: list[str]) -> int:
-    example = render()
-    if len(argv) == 2 and argv[0] == "--write":
-        path = Path(argv[1])
-        text = path.read_text(encoding="utf-8")
-        before, _, rest = text.partition(START)
-        _, _, after = rest.partition(END)
-        path.write_text(before + example + after, encoding="utf-8")
-    else:
-        print(example)
-    return 0
+    return readme_sections.main(render, START, END, argv)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from molibackup import cli
+from tests.support.ec2proxy import EC2Proxy
 from tests.support.emulator import Emulator
 from tests.support.fleet import REGION, Fleet
 
@@ -48,6 +49,14 @@ def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     return emulator
+
+
+@pytest.fixture
+def proxy(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[EC2Proxy]:
+    """Route molibackup's EC2 calls through a proxy that pages answers and can break calls."""
+    with EC2Proxy(aws_env.url) as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", server.url)
+        yield server
 
 
 @pytest.fixture

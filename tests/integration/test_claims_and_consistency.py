@@ -8,7 +8,7 @@ real EC2 honours: `tests/support/emulator.py` teaches it both (see
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +29,6 @@ def run_job(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., Cl
 
     return run
 
-
-@pytest.fixture
-def proxy(aws_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[EC2Proxy]:
-    with EC2Proxy(aws_env.url) as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", server.url)
-        yield server
 
 
 def csi_volume(fleet: Fleet, namespace: str, claim: str, cluster: str = CLUSTER,

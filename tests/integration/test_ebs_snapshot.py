@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,13 +30,6 @@ def backup(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., Cli
 
     return run
 
-
-@pytest.fixture
-def proxy(aws_env: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[EC2Proxy]:
-    """Route molibackup's EC2 calls through a proxy that pages answers and can break calls."""
-    with EC2Proxy(aws_env.url) as server:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", server.url)
-        yield server
 
 
 def new_snapshot_volumes(fleet: Fleet, job_name: str = "nightly") -> list[str]:
