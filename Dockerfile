@@ -40,7 +40,7 @@ RUN /opt/build-tools/bin/pip wheel --quiet --no-deps --no-build-isolation -w /wh
       /opt/molibackup/lib
 
 FROM ${RUNTIME_IMAGE}
-ARG VERSION=0.1.0
+ARG VERSION
 ARG REVISION=unknown
 LABEL org.opencontainers.image.title="molibackup" \
       org.opencontainers.image.description="Creates and rotates AWS EBS snapshots" \

@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help dev demo test lint typecheck pytest schema docs clean lock docker-build \
-	docker-release docker-base chart test-cluster bench
+	docker-release docker-base chart chart-package test-cluster bench
 
 help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench      fleet-scale benchmark: speed, throttling, memory (a few minutes)"
 	@echo "make schema     copy schema/molibackup.schema.json to where it is packaged"
 	@echo "make chart      copy the schema into the chart, regenerate its values schema and docs"
+	@echo "make chart-package  the chart archive (dist/molibackup-VERSION.tgz), with Helm's engine"
 	@echo "make test-cluster   install the chart into \$$KUBECONFIG's cluster and run each job"
 	@echo "make docker-build    build the container image (\$$IMAGE) for this platform"
 	@echo "make docker-release  reproducible build: same sources, same image digest"
@@ -52,6 +53,11 @@ chart: $(STAMP) schema
 	cp schema/molibackup.schema.json chart/files/molibackup.schema.json
 	$(BIN)/python scripts/chart_schema.py
 	$(BIN)/python scripts/chart_docs.py
+	$(BIN)/python scripts/chart_release.py
+
+# The chart archive, packaged by Helm's own engine, into dist/.
+chart-package: $(STAMP) chart
+	$(BIN)/python -c "import helm_python; print(helm_python.package('chart', destination='dist'))"
 
 # Installs the chart into the cluster of $$KUBECONFIG (kind, EKS...) and runs each CronJob once.
 test-cluster: $(STAMP)

@@ -1,3 +1,3 @@
 """molibackup: creates and rotates AWS EBS snapshots from a YAML configuration."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -86,7 +86,7 @@ def test_the_cronjob_runs_its_job_with_the_mounted_config_and_schema() -> None:
     container = pod_spec(job)["containers"][0]
     assert container["args"] == ["-c", "/etc/molibackup/molibackup.yaml", "--schema",
                                  "/etc/molibackup/molibackup.schema.json", "--job", "web-daily"]
-    assert container["image"] == "ghcr.io/molibackup/molibackup:0.1.0"
+    assert container["image"] == f"ghcr.io/molibackup/molibackup:{__version__}"
     assert container["volumeMounts"] == [
         {"name": "config", "mountPath": "/etc/molibackup", "readOnly": True}]
     assert job["spec"]["schedule"] == "0 4 * * *"
@@ -175,7 +175,7 @@ def test_standard_labels_are_on_every_object() -> None:
         assert labels["app.kubernetes.io/name"] == "molibackup"
         assert labels["app.kubernetes.io/instance"] == "rel"
         assert labels["app.kubernetes.io/managed-by"] == "Helm"
-        assert labels["helm.sh/chart"] == "molibackup-0.1.0"
+        assert labels["helm.sh/chart"] == f"molibackup-{__version__}"
 
 
 def test_irsa_annotates_the_service_account_the_pods_use() -> None:
