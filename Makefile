@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
 .PHONY: help dev demo test lint typecheck pytest schema docs clean lock docker-build \
-	docker-release docker-base chart chart-package test-cluster bench
+	docker-release docker-base chart chart-package sbom test-cluster bench
 
 help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
@@ -20,6 +20,8 @@ help:
 	@echo "make test-cluster   install the chart into \$$KUBECONFIG's cluster and run each job"
 	@echo "make docker-build    build the container image (\$$IMAGE) for this platform"
 	@echo "make docker-release  reproducible build: same sources, same image digest"
+	@echo "                     (PLATFORMS=linux/amd64,linux/arm64 for a multi-arch manifest list)"
+	@echo "make sbom       the image's SBOM (CycloneDX JSON) into dist/"
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,9 +57,14 @@ chart: $(STAMP) schema
 	$(BIN)/python scripts/chart_docs.py
 	$(BIN)/python scripts/chart_release.py
 
-# The chart archive, packaged by Helm's own engine, into dist/.
+# The chart archive, packaged by Helm's own engine, into dist/. With the digests of the pushed
+# images, IMAGE_DIGESTS=linux/amd64=sha256:...,linux/arm64=sha256:..., its artifacthub.io
+# images annotation names each platform's image by digest.
+IMAGE_DIGESTS ?=
 chart-package: $(STAMP) chart
-	$(BIN)/python -c "import helm_python; print(helm_python.package('chart', destination='dist'))"
+	rm -rf build/chart && mkdir -p build dist && cp -r chart build/chart
+	$(BIN)/python scripts/chart_release.py build/chart/Chart.yaml "$(IMAGE_DIGESTS)"
+	$(BIN)/python -c "import helm_python; print(helm_python.package('build/chart', destination='dist'))"
 
 # Installs the chart into the cluster of $$KUBECONFIG (kind, EKS...) and runs each CronJob once.
 test-cluster: $(STAMP)
@@ -78,9 +85,9 @@ docs: $(STAMP)
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet uv
-	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.13 \
+	$(BIN)/uv pip compile pyproject.toml --generate-hashes --python-version 3.13 --universal \
 		--no-header -o requirements.lock
-	$(BIN)/uv pip compile docker/build-requirements.in --generate-hashes \
+	$(BIN)/uv pip compile docker/build-requirements.in --generate-hashes --universal \
 		--python-version 3.13 --no-header -o docker/build-requirements.lock
 
 # --- container image ---------------------------------------------------------------------
@@ -96,23 +103,66 @@ BUILD_FLAGS ?=
 ENGINE_NAME = $(notdir $(CONTAINER_ENGINE))
 IMAGE_ARGS = --build-arg VERSION=$(VERSION) --build-arg REVISION=$(REVISION)
 
+# The runtime base of each platform, pinned by digest (distroless python3-debian13).
+RUNTIME_IMAGE_AMD64 ?= gcr.io/distroless/python3-debian13@sha256:931a490beb37db6a1d137ad11ed47ae4c0d4741ca5c2285818b49e9a8ee11c56
+RUNTIME_IMAGE_ARM64 ?= gcr.io/distroless/python3-debian13@sha256:931a490beb37db6a1d137ad11ed47ae4c0d4741ca5c2285818b49e9a8ee11c56
+PLATFORMS ?= linux/amd64
+# The build stage runs on this machine's own platform (given explicitly: older engines do not
+# set BUILDPLATFORM themselves).
+BUILD_PLATFORM ?= linux/$(shell dpkg --print-architecture 2>/dev/null || echo amd64)
+
 docker-build:
 	@test -n "$(CONTAINER_ENGINE)" || { echo "no podman or docker found"; exit 1; }
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(IMAGE_ARGS) -t $(IMAGE) .
+	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(IMAGE_ARGS) --build-arg TARGETARCH=amd64 \
+		--build-arg RUNTIME_IMAGE=$(RUNTIME_IMAGE_AMD64) -t $(IMAGE) .
 
 # Same commit, same bytes: timestamps clamped to the last commit's time, layers rewritten.
+# One image per platform (IMAGE-ARCH), each built natively onto that platform's base, then
+# one manifest list IMAGE over them: make docker-release PLATFORMS=linux/amd64,linux/arm64
 docker-release:
 	@test -n "$(CONTAINER_ENGINE)" || { echo "no podman or docker found"; exit 1; }
-ifeq ($(ENGINE_NAME),docker)
-	SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) docker buildx build $(BUILD_FLAGS) $(IMAGE_ARGS) \
-		--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
-		--output type=docker,name=$(IMAGE),rewrite-timestamp=true .
-else
-	$(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(IMAGE_ARGS) \
-		--build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) --timestamp $(SOURCE_DATE_EPOCH) \
-		-t $(IMAGE) .
-endif
-	@echo "$(IMAGE) $$($(CONTAINER_ENGINE) image inspect --format '{{.Id}}' $(IMAGE))"
+	@set -e; for platform in $$(echo "$(PLATFORMS)" | tr ',' ' '); do \
+	  arch=$${platform#linux/}; \
+	  case $$arch in amd64) base="$(RUNTIME_IMAGE_AMD64)" ;; arm64) base="$(RUNTIME_IMAGE_ARM64)" ;; \
+	    *) echo "unsupported platform $$platform"; exit 1 ;; esac; \
+	  if [ "$(ENGINE_NAME)" = docker ]; then \
+	    SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) docker buildx build $(BUILD_FLAGS) $(IMAGE_ARGS) \
+	      --platform $$platform --build-arg TARGETARCH=$$arch --build-arg RUNTIME_IMAGE=$$base \
+	      --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) \
+	      --output type=docker,name=$(IMAGE)-$$arch,rewrite-timestamp=true . ; \
+	  else \
+	    $(CONTAINER_ENGINE) build $(BUILD_FLAGS) $(IMAGE_ARGS) --platform $$platform \
+	      --build-arg BUILDPLATFORM=$(BUILD_PLATFORM) \
+	      --build-arg TARGETARCH=$$arch --build-arg RUNTIME_IMAGE=$$base \
+	      --build-arg SOURCE_DATE_EPOCH=$(SOURCE_DATE_EPOCH) --timestamp $(SOURCE_DATE_EPOCH) \
+	      -t $(IMAGE)-$$arch . ; \
+	  fi; \
+	  echo "$(IMAGE)-$$arch $$($(CONTAINER_ENGINE) image inspect --format '{{.Id}}' $(IMAGE)-$$arch)"; \
+	done
+	@set -e; archs=$$(echo "$(PLATFORMS)" | tr ',' ' ' | sed 's|linux/||g'); \
+	if [ "$$(echo $$archs | wc -w)" = 1 ]; then \
+	  $(CONTAINER_ENGINE) tag $(IMAGE)-$$archs $(IMAGE); \
+	elif [ "$(ENGINE_NAME)" = docker ]; then \
+	  docker manifest rm $(IMAGE) >/dev/null 2>&1 || true; \
+	  docker manifest create $(IMAGE) $$(for a in $$archs; do echo $(IMAGE)-$$a; done); \
+	else \
+	  $(CONTAINER_ENGINE) manifest rm $(IMAGE) >/dev/null 2>&1 || true; \
+	  $(CONTAINER_ENGINE) manifest create $(IMAGE) >/dev/null; \
+	  for a in $$archs; do \
+	    $(CONTAINER_ENGINE) manifest add --arch $$a $(IMAGE) containers-storage:$(IMAGE)-$$a >/dev/null; \
+	  done; \
+	  echo "$(IMAGE): manifest list of $$archs"; \
+	fi
+
+# The image's SBOM (CycloneDX JSON, shipped in it at /usr/share/doc/molibackup/sbom.cdx.json),
+# copied out of a freshly built image into dist/.
+sbom: docker-build
+	@mkdir -p dist
+	@container=$$($(CONTAINER_ENGINE) create $(IMAGE)); \
+	$(CONTAINER_ENGINE) cp $$container:/usr/share/doc/molibackup/sbom.cdx.json \
+	  dist/molibackup-$(VERSION).cdx.json; \
+	$(CONTAINER_ENGINE) rm $$container >/dev/null
+	@echo dist/molibackup-$(VERSION).cdx.json
 
 # A local Debian 13 base for machines that cannot pull public images (see docker/local-base.sh).
 docker-base:

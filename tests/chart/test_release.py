@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -69,3 +70,21 @@ def test_the_packaged_chart_unpacks_and_renders(tmp_path: Path) -> None:
     assert {obj["kind"] for obj in objects} == {"ConfigMap", "CronJob", "ServiceAccount"}
     for obj in objects:
         kubernetes_validate.validate(obj, "1.37", strict=True)
+
+
+def test_make_chart_package_names_each_platforms_image_by_digest() -> None:
+    digests = {"linux/amd64": "sha256:" + "a" * 64, "linux/arm64": "sha256:" + "b" * 64}
+    result = subprocess.run(
+        ["make", "--no-print-directory", "chart-package",
+         "IMAGE_DIGESTS=" + ",".join(f"{p}={d}" for p, d in digests.items())],
+        cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    archive = ROOT / result.stdout.strip().splitlines()[-1]
+    with tarfile.open(archive) as tar:
+        member = tar.extractfile("molibackup/Chart.yaml")
+        assert member is not None
+        chart = yaml.safe_load(member.read())
+    images = yaml.safe_load(chart["annotations"]["artifacthub.io/images"])
+    assert {image["platforms"][0]: image["image"].split("@")[1] for image in images} == digests
+    # The chart in the repository keeps its tag-only annotation.
+    assert (ROOT / "chart" / "Chart.yaml").read_text() == chart_release.render()

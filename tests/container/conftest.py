@@ -49,10 +49,12 @@ def build_flags() -> list[str]:
     return shlex.split(os.environ.get("CONTAINER_BUILD_FLAGS", ""))
 
 
-def make(target: str, engine: str, image: str, *extra_flags: str) -> str:
+def make(target: str, engine: str, image: str, *extra_flags: str,
+         variables: dict[str, str] | None = None) -> str:
     flags = shlex.join([*build_flags(), *extra_flags])
+    assignments = [f"{key}={value}" for key, value in (variables or {}).items()]
     result = run("make", "--no-print-directory", target, f"CONTAINER_ENGINE={engine}",
-                 f"IMAGE={image}", f"BUILD_FLAGS={flags}", timeout=1200)
+                 f"IMAGE={image}", f"BUILD_FLAGS={flags}", *assignments, timeout=1800)
     return result.stdout
 
 
