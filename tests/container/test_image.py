@@ -136,3 +136,12 @@ def test_two_release_builds_of_the_same_commit_have_the_same_digest_per_platform
     assert set(digests[0]) == {f"{name}-amd64", f"{name}-arm64"}
     assert all(len(d.removeprefix("sha256:")) == 64 for d in digests[0].values())
     assert digests[0] == digests[1]
+
+
+def test_make_sbom_writes_the_images_sbom_as_a_build_artifact(engine: str, image: str) -> None:
+    output = make("sbom", engine, image)
+    artifact = ROOT / output.strip().splitlines()[-1]
+    assert artifact.name.endswith(".cdx.json")
+    sbom = json.loads(artifact.read_text())
+    assert sbom["metadata"]["component"]["name"] == "molibackup"
+    assert {c["name"].lower() for c in sbom["components"]} >= {"boto3", "pyyaml", "loguru"}
