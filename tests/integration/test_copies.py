@@ -18,6 +18,8 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 from loguru import logger
+from moto.backends import get_backend
+from moto.ec2.models.elastic_block_store import EBSBackend
 
 from molibackup import retention
 from molibackup.config import GlobalSettings, JobConfig
@@ -277,3 +279,34 @@ def test_an_encrypted_source_the_destination_cannot_use_is_explained_in_words() 
     assert copy_id is None
     assert error is not None
     assert "encrypted with a KMS key the destination region cannot use" in error
+
+
+def test_a_share_lasts_while_its_copy_is_in_progress_and_not_longer(
+    aws_env: Any, fleet: Fleet, run_job: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    volume = fleet.instance({"Backup": "daily"}).root_volume
+    source = fleet.job_snapshot(volume, "dr", age_days=1)
+    copying = EBSBackend.copy_snapshot
+
+    def still_copying(self: Any, *args: Any, **kwargs: Any) -> Any:
+        copy = copying(self, *args, **kwargs)
+        copy.status = "pending"  # real copies take minutes to hours
+        return copy
+
+    monkeypatch.setattr(EBSBackend, "copy_snapshot", still_copying)
+    options = {"instance_tag": "Backup=daily",
+               "copy_to": [{"region": DR_REGION, "role_arn": VAULT_ROLE}]}
+    assert run_job(**options).status == 0
+
+    def shared_with() -> list[Any]:
+        return client_as(aws_env, REGION).describe_snapshot_attribute(
+            SnapshotId=source, Attribute="createVolumePermission")["CreateVolumePermissions"]
+
+    assert shared_with() == [{"UserId": VAULT}]
+    vault = get_backend("ec2")[VAULT][DR_REGION]
+    for copy in vault.snapshots.values():
+        copy.status = "completed"
+    assert run_job(**options).status == 0
+    assert shared_with() == []
+    assert "molibackup:shared-with:" + VAULT not in tags_of(
+        next(s for s in fleet.snapshots() if s["SnapshotId"] == source))

@@ -45,6 +45,7 @@ SOURCE_SNAPSHOT_TAG = "molibackup:source-snapshot-id"
 SOURCE_REGION_TAG = "molibackup:source-region"
 SOURCE_ACCOUNT_TAG = "molibackup:source-account"
 SOURCE_TIME_TAG = "molibackup:source-time"
+SHARE_TAG_PREFIX = "molibackup:shared-with:"
 OURS = frozenset({"Name", CREATED_BY[0], JOB_TAG, VOLUME_TAG, SOURCE_SNAPSHOT_TAG,
                   SOURCE_REGION_TAG, SOURCE_ACCOUNT_TAG, SOURCE_TIME_TAG})
 
@@ -95,15 +96,20 @@ class Destination:
         self.copy_client = ec2_client(session, target.region, context.settings, max_attempts=1,
                                       stats=context.stats)
         self.shared = target.account is not None and target.account != source.account
+        self.share_tag = f"{SHARE_TAG_PREFIX}{target.account}"
 
     def run(self, sources: list[retention.Snapshot]) -> None:
         copies = self.copies()
+        if self.shared:
+            self.unshare_copied(copies)
         copied_sources = {copy_source for copy_source, _ in copies.values()}
         existing = [record for _, record in copies.values()]
         wanted = self.wanted(sources, existing, copied_sources)
         in_flight = sum(r.state == "pending" for r in existing)
         outcome = self.copy(wanted, max(0, COPIES_IN_FLIGHT - in_flight))
         self.context.result.copied += len(outcome.copied)
+        if self.shared and outcome.copied:
+            self.unshare_copied(self.copies())
         new = [retention.Snapshot(copy_id, snap.volume_id, snap.start_time, "pending", snap.name)
                for copy_id, snap in outcome.copied]
         if self.context.stop.is_set():
@@ -193,6 +199,7 @@ class Destination:
             return None, None  # a volume's copies never run ahead of its newest snapshot
         if self.shared and not self.share(snap.snapshot_id, "add"):
             return None, "the source snapshot could not be shared with the destination account"
+        copy_id = None
         try:
             kwargs: dict[str, Any] = {
                 "SourceRegion": self.source.region, "SourceSnapshotId": snap.snapshot_id,
@@ -205,7 +212,8 @@ class Destination:
             if self.target.kms_key_id:
                 kwargs["KmsKeyId"] = self.target.kms_key_id
             response = self.copy_client.copy_snapshot(**kwargs)
-            return str(response["SnapshotId"]), None
+            copy_id = str(response["SnapshotId"])
+            return copy_id, None
         except AWS_ERRORS as exc:
             code = error_code(exc)
             if code in LIMIT_CODES:
@@ -214,8 +222,24 @@ class Destination:
             outcome.failed_volumes.add(snap.volume_id)
             return None, self.explain_copy_error(exc)
         finally:
-            if self.shared:
+            # A started copy keeps its source shared until it has completed (see
+            # unshare_copied); a copy that did not start never leaves a share behind.
+            if self.shared and copy_id is None:
                 self.share(snap.snapshot_id, "remove")
+
+    def unshare_copied(self, copies: dict[str, tuple[str, retention.Snapshot]]) -> None:
+        """Stop sharing the sources whose copy in this account has completed (or failed,
+        or is gone): a share lasts as long as its copy is in progress, never longer."""
+        assert self.target.account is not None
+        in_progress = {source for source, record in copies.values()
+                       if record.state == "pending"}
+        shared = paginate(self.source.client, "describe_snapshots", "Snapshots",
+                          OwnerIds=["self"], Filters=[
+                              {"Name": "tag-key", "Values": [self.share_tag]},
+                              {"Name": f"tag:{JOB_TAG}", "Values": [self.context.job.name]}])
+        for raw in shared:
+            if raw["SnapshotId"] not in in_progress:
+                self.share(raw["SnapshotId"], "remove")
 
     def explain_copy_error(self, exc: BaseException) -> str:
         text = explain(exc)
@@ -231,11 +255,19 @@ class Destination:
         """Share the source with the destination account for the copy, or stop sharing it;
         a share left behind is an error the operator must see."""
         assert self.target.account is not None
+        client = self.source.client
         try:
-            self.source.client.modify_snapshot_attribute(
+            # The tag says which of the job's snapshots are shared, so that a later run finds
+            # them and removes the share once the copy has completed.
+            if operation == "add":
+                client.create_tags(Resources=[snapshot_id],
+                                   Tags=[{"Key": self.share_tag, "Value": "copying"}])
+            client.modify_snapshot_attribute(
                 SnapshotId=snapshot_id, Attribute="createVolumePermission",
                 OperationType=operation,  # type: ignore[arg-type]
                 UserIds=[self.target.account])
+            if operation == "remove":
+                client.delete_tags(Resources=[snapshot_id], Tags=[{"Key": self.share_tag}])
         except AWS_ERRORS as exc:
             message = (f"snapshot {snapshot_id}: could not {operation} the share with account "
                        f"{self.target.account}: {explain(exc)}")

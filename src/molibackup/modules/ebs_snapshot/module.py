@@ -64,7 +64,7 @@ class EbsSnapshot:
         "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
         "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
         "ec2:LockSnapshot", "ec2:ModifySnapshotTier", "ec2:CopySnapshot",
-        "ec2:ModifySnapshotAttribute", "sts:AssumeRole",
+        "ec2:ModifySnapshotAttribute", "ec2:DeleteTags", "sts:AssumeRole",
     })
 
     def __init__(self, job: JobConfig, options: Options) -> None:
