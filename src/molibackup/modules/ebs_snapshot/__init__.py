@@ -1,9 +1,8 @@
 """The ebs-snapshot module: snapshot the selected volumes, then rotate the job's own snapshots.
 
-Order of a run: select volumes -> create one snapshot each (concurrently, tagged at creation)
--> list the job's snapshots by tag -> plan with `retention.plan` -> delete the expired ones.
-Only snapshots tagged ``CreatedBy=molibackup`` *and* ``molibackup:job=<this job>`` are ever
-considered for deletion.
+The stages of a run are in `module.py`. Only snapshots tagged ``CreatedBy=molibackup`` *and*
+``molibackup:job=<this job>`` are ever considered for deletion, here or in a copy
+destination.
 """
 
 

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import UTC
+from datetime import UTC, timedelta
 from typing import TYPE_CHECKING, Any
 
 from molibackup import retention
 from molibackup.aws import paginate
-from molibackup.modules.base import RunContext
+from molibackup.durations import format_duration
+from molibackup.modules.base import RunContext, VolumeBackup
 from molibackup.modules.ebs_snapshot.tagging import (
     CREATED_BY,
     JOB_TAG,
@@ -97,3 +98,49 @@ def adopt(client: EC2Client, originals: list[Any], context: RunContext
             adopted += [record(raw, {**tag_dict(raw.get("Tags")), VOLUME_TAG: volume_id})
                         for raw in batch]
     return adopted
+
+
+def backups_of(volumes: list[Volume], snapshots: list[retention.Snapshot]) -> list[VolumeBackup]:
+    """Each selected volume with its newest completed snapshot of the job."""
+    newest: dict[str, retention.Snapshot] = {}
+    pending: dict[str, int] = {}
+    for snap in snapshots:
+        if snap.state == retention.COMPLETED and (
+                snap.volume_id not in newest
+                or snap.start_time > newest[snap.volume_id].start_time):
+            newest[snap.volume_id] = snap
+        elif snap.state not in (retention.COMPLETED, retention.FAILED):
+            pending[snap.volume_id] = pending.get(snap.volume_id, 0) + 1
+    rows = []
+    for volume in volumes:
+        best = newest.get(volume.volume_id)
+        rows.append(VolumeBackup(volume.volume_id, volume.name,
+                                 best.start_time if best else None,
+                                 best.snapshot_id if best else None,
+                                 pending.get(volume.volume_id, 0)))
+    return rows
+
+
+def due_volumes(volumes: list[Volume], snapshots: list[retention.Snapshot],
+                interval: timedelta, context: RunContext) -> list[Volume]:
+    """The volumes to snapshot now: those whose newest snapshot of this job (completed or
+    pending; a failed one does not count) is older than min_interval."""
+    newest: dict[str, retention.Snapshot] = {}
+    for snap in snapshots:
+        if snap.state != retention.FAILED and (
+                snap.volume_id not in newest
+                or snap.start_time > newest[snap.volume_id].start_time):
+            newest[snap.volume_id] = snap
+    due = []
+    for volume in volumes:
+        recent = newest.get(volume.volume_id)
+        if recent is not None and context.now - recent.start_time < interval:
+            age = max(context.now - recent.start_time, timedelta(0))
+            context.log.info(
+                f"volume {volume.volume_id} ({volume.name}): snapshot {recent.snapshot_id} "
+                f"({recent.state}) is {format_duration(age)} old, within min_interval "
+                f"{format_duration(interval)}: backed up, no new snapshot")
+            context.result.recent += 1
+        else:
+            due.append(volume)
+    return due

@@ -1,13 +1,13 @@
 """The ebs-snapshot module: the order of its stages, and the job's result.
 
-select (selection.py) -> list the job's snapshots, adopting the original tool's
-(inventory.py) -> skip volumes within min_interval -> create, per volume or per instance
-(creation.py) -> plan (retention.py) -> delete (rotation.py) -> archive (tiering.py).
+select (selection.py) -> list the job's snapshots, adopting the original tool's, and skip
+the volumes within min_interval (inventory.py) -> create, per volume or per instance
+(creation.py) -> plan (retention.py) -> delete (rotation.py) -> archive (tiering.py) ->
+copy to other regions and accounts, and rotate there (copier.py).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from molibackup import retention
@@ -17,44 +17,22 @@ from molibackup.aws import (
     ec2_client,
     explain,
     local_instance_id,
-    paginate,
 )
 from molibackup.config import JobConfig
-from molibackup.durations import format_duration
 from molibackup.errors import JobError
 from molibackup.log import register_secrets
 from molibackup.modules.base import JobResult, RunContext, VolumeBackup
 from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
 from molibackup.modules.ebs_snapshot.creation import Creations
 from molibackup.modules.ebs_snapshot.creator import Creator
+from molibackup.modules.ebs_snapshot.inventory import backups_of, due_volumes
 from molibackup.modules.ebs_snapshot.options import Options
-from molibackup.modules.ebs_snapshot.selection import INSTANCE_IDS_PER_CALL, Selector
+from molibackup.modules.ebs_snapshot.selection import Selector, attached_data_volume_ids
 from molibackup.modules.ebs_snapshot.tagging import Volume, snapshot_name
 
 if TYPE_CHECKING:
     import boto3
     from mypy_boto3_ec2 import EC2Client
-
-
-def backups_of(volumes: list[Volume], snapshots: list[retention.Snapshot]) -> list[VolumeBackup]:
-    """Each selected volume with its newest completed snapshot of the job."""
-    newest: dict[str, retention.Snapshot] = {}
-    pending: dict[str, int] = {}
-    for snap in snapshots:
-        if snap.state == retention.COMPLETED and (
-                snap.volume_id not in newest
-                or snap.start_time > newest[snap.volume_id].start_time):
-            newest[snap.volume_id] = snap
-        elif snap.state not in (retention.COMPLETED, retention.FAILED):
-            pending[snap.volume_id] = pending.get(snap.volume_id, 0) + 1
-    rows = []
-    for volume in volumes:
-        best = newest.get(volume.volume_id)
-        rows.append(VolumeBackup(volume.volume_id, volume.name,
-                                 best.start_time if best else None,
-                                 best.snapshot_id if best else None,
-                                 pending.get(volume.volume_id, 0)))
-    return rows
 
 
 class EbsSnapshot:
@@ -93,8 +71,9 @@ class EbsSnapshot:
 
         result.copying = bool(self.options.copy_to)
         volumes, root_devices = self.select(session, client, context)
-        inventory = self.take_inventory(client, volumes, context)
-        to_snapshot = self.due_volumes(volumes, inventory, context)
+        owned = self.take_inventory(client, volumes, context)
+        to_snapshot = (volumes if self.options.min_interval is None or owned is None
+                       else due_volumes(volumes, owned, self.options.min_interval, context))
 
         # CreateSnapshot(s) has no idempotency token: its retries are ours, so that an answer
         # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
@@ -114,17 +93,17 @@ class EbsSnapshot:
         new = [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
                                   c.made.state, snapshot_name(c.volume, context.now))
                for c in creations if c.made]
-        result.volumes = backups_of(volumes, [*(inventory or []), *new])
+        result.volumes = backups_of(volumes, [*(owned or []), *new])
         if context.stop.is_set():
             not_started = sum(c.not_started for c in creations)
             log.warning(f"run interrupted: {not_started} volume(s) not snapshotted; rotation "
                         "not started, nothing deleted")
             return result
-        if inventory is None:
+        if owned is None:
             log.error("rotation skipped: the job's snapshots could not be listed")
             return result
 
-        decisions = retention.plan([*inventory, *new], context.now, self.options.policy,
+        decisions = retention.plan([*owned, *new], context.now, self.options.policy,
                                    protected_volumes=failed_volumes)
         rotation.apply(client, decisions, self.options.policy, result, context)
         if self.options.archive_after_days is not None:
@@ -184,49 +163,3 @@ class EbsSnapshot:
             context.result.errors.append(message)
             return None
         return owned
-
-    def due_volumes(self, volumes: list[Volume], snapshots: list[retention.Snapshot] | None,
-                    context: RunContext) -> list[Volume]:
-        """The volumes to snapshot now: all of them, but with min_interval those whose
-        newest snapshot of this job (completed or pending) is older than that."""
-        interval = self.options.min_interval
-        if interval is None or snapshots is None:
-            return volumes
-        newest: dict[str, retention.Snapshot] = {}
-        for snap in snapshots:
-            if snap.state != retention.FAILED and (
-                    snap.volume_id not in newest
-                    or snap.start_time > newest[snap.volume_id].start_time):
-                newest[snap.volume_id] = snap
-        due = []
-        for volume in volumes:
-            recent = newest.get(volume.volume_id)
-            if recent is not None and context.now - recent.start_time < interval:
-                age = max(context.now - recent.start_time, timedelta(0))
-                context.log.info(
-                    f"volume {volume.volume_id} ({volume.name}): snapshot "
-                    f"{recent.snapshot_id} ({recent.state}) is {format_duration(age)} old, "
-                    f"within min_interval {format_duration(interval)}: backed up, no new "
-                    "snapshot")
-                context.result.recent += 1
-            else:
-                due.append(volume)
-        return due
-
-
-def attached_data_volume_ids(client: EC2Client, volumes: list[Volume],
-                             root_devices: dict[str, str | None]) -> dict[str, list[str]]:
-    """The data (non-root) volumes attached to the instances of `volumes`, by instance: those
-    the job does not select are excluded from the instance's multi-volume snapshot."""
-    instance_ids = sorted({volume.instance_ids[0] for volume in volumes})
-    attached: dict[str, list[str]] = {instance: [] for instance in instance_ids}
-    for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
-        batch = instance_ids[start:start + INSTANCE_IDS_PER_CALL]
-        for raw in paginate(client, "describe_volumes", "Volumes",
-                            Filters=[{"Name": "attachment.instance-id", "Values": batch}]):
-            for attachment in raw.get("Attachments", []):
-                instance = attachment.get("InstanceId")
-                if instance in attached and attachment.get("Device") != root_devices.get(
-                        instance):
-                    attached[instance].append(raw["VolumeId"])
-    return attached

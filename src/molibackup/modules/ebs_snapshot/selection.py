@@ -200,3 +200,21 @@ class Selector:
             volumes.append(Volume(raw["VolumeId"], f"{claim.namespace}/{claim.name}",
                                   attached, tags, claim=claim))
         return volumes
+
+
+def attached_data_volume_ids(client: EC2Client, volumes: list[Volume],
+                             root_devices: dict[str, str | None]) -> dict[str, list[str]]:
+    """The data (non-root) volumes attached to the instances of `volumes`, by instance: those
+    the job does not select are excluded from the instance's multi-volume snapshot."""
+    instance_ids = sorted({volume.instance_ids[0] for volume in volumes})
+    attached: dict[str, list[str]] = {instance: [] for instance in instance_ids}
+    for start in range(0, len(instance_ids), INSTANCE_IDS_PER_CALL):
+        batch = instance_ids[start:start + INSTANCE_IDS_PER_CALL]
+        for raw in paginate(client, "describe_volumes", "Volumes",
+                            Filters=[{"Name": "attachment.instance-id", "Values": batch}]):
+            for attachment in raw.get("Attachments", []):
+                instance = attachment.get("InstanceId")
+                if instance in attached and attachment.get("Device") != root_devices.get(
+                        instance):
+                    attached[instance].append(raw["VolumeId"])
+    return attached
