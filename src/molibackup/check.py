@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import boto3
 from loguru import logger
@@ -25,8 +25,11 @@ from molibackup.errors import JobError
 from molibackup.modules.base import JobResult, RunContext, VolumeBackup
 from molibackup.retention import format_age
 
+if TYPE_CHECKING:
+    from molibackup.runner import PreparedJob
+
 DEFAULT_MAX_AGE = timedelta(days=2)
-OK, STALE, NONE, ERROR = "ok", "stale", "none", "error"
+OK, STALE, NONE = "ok", "stale", "none"
 
 
 @dataclass(frozen=True)
@@ -45,16 +48,15 @@ class JobCoverage:
         return self.error is None and all(self.status(v, now) == OK for v in self.volumes)
 
 
-def max_age_for(job: JobConfig, module: Any, given: timedelta | None) -> timedelta:
+def max_age_for(min_interval: timedelta | None, given: timedelta | None) -> timedelta:
     """The limit: --max-age, else twice the job's min_interval (one missed run is
     tolerated, two are not), else two days."""
     if given is not None:
         return given
-    interval = getattr(getattr(module, "options", None), "min_interval", None)
-    return 2 * interval if isinstance(interval, timedelta) else DEFAULT_MAX_AGE
+    return 2 * min_interval if min_interval is not None else DEFAULT_MAX_AGE
 
 
-def check_jobs(config: Config, prepared: Sequence[Any], now: datetime,
+def check_jobs(config: Config, prepared: Sequence[PreparedJob], now: datetime,
                max_age: timedelta | None,
                session_factory: Callable[[JobConfig], boto3.Session] = make_session,
                ) -> list[JobCoverage]:
@@ -64,7 +66,7 @@ def check_jobs(config: Config, prepared: Sequence[Any], now: datetime,
         if not job.enabled:
             continue
         log = logger.bind(job=job.name)
-        limit = max_age_for(job, module, max_age)
+        limit = max_age_for(module.min_interval, max_age)
         context = RunContext(job=job, settings=config.settings, dry_run=True, now=now,
                              log=log, session_factory=session_factory,
                              result=JobResult(dry_run=True))

@@ -160,6 +160,7 @@ def run(
                 f"job {prepared.job.name}: disabled (enabled: false), not run")
             continue
         result = JobResult(dry_run=force_dry_run or prepared.job.dryrun)
+        # Listed before it runs: an interruption's last summary counts what it has done.
         outcomes.append(JobOutcome(prepared.job.name, result))
         outcomes[-1] = JobOutcome(prepared.job.name, run_job(
             prepared, config, clock, session_factory, result=result, stop=interruption.stop,

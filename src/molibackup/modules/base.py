@@ -6,7 +6,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
 
 from molibackup.aws import CallStats
@@ -95,6 +95,11 @@ class Module(Protocol):
 
     def run(self, context: RunContext) -> JobResult:
         """Do the job. Raise JobError for a failure that stops it early."""
+        ...
+
+    @property
+    def min_interval(self) -> timedelta | None:
+        """The shortest time between two backups of a volume, if the job sets one."""
         ...
 
     def coverage(self, context: RunContext) -> list[VolumeBackup]:

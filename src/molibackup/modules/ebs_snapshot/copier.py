@@ -182,7 +182,6 @@ class Destination:
                 self.log.info(f"copying snapshot {snap.snapshot_id} {snap.name} to "
                               f"{self.label} as {copy_id}")
             elif error:
-                outcome.failed_volumes.add(snap.volume_id)
                 message = f"snapshot {snap.snapshot_id} not copied to {self.label}: {error}"
                 self.context.result.errors.append(message)
                 self.log.error(message + " (it is tried again on the next run)")
@@ -198,6 +197,7 @@ class Destination:
         if snap.volume_id in outcome.failed_volumes:
             return None, None  # a volume's copies never run ahead of its newest snapshot
         if self.shared and not self.share(snap.snapshot_id, "add"):
+            outcome.failed_volumes.add(snap.volume_id)
             return None, "the source snapshot could not be shared with the destination account"
         copy_id = None
         try:

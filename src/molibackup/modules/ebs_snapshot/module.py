@@ -8,6 +8,7 @@ copy to other regions and accounts, and rotate there (copier.py).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from molibackup import retention
@@ -52,6 +53,10 @@ class EbsSnapshot:
     @classmethod
     def from_config(cls, job: JobConfig) -> Self:
         return cls(job, Options.from_job(job))
+
+    @property
+    def min_interval(self) -> timedelta | None:
+        return self.options.min_interval
 
     # --- the run ------------------------------------------------------------------------
 
