@@ -50,6 +50,7 @@ RUN python3 -m venv /opt/build-tools; \
       --report /opt/sbom/dependencies.json --target "$site" -r /locks/requirements.lock
 COPY pyproject.toml README.md LICENSE /src/
 COPY src /src/src
+COPY schema /src/schema
 COPY docker/sbom_hashes.py /opt/sbom/
 RUN /opt/build-tools/bin/pip wheel --quiet --no-deps --no-build-isolation -w /wheels /src; \
     /opt/build-tools/bin/pip --python /opt/molibackup/bin/python install --quiet --no-compile \

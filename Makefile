@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: help dev demo test lint typecheck pytest schema docs clean lock docker-build \
+.PHONY: help dev demo test lint typecheck pytest docs clean lock docker-build \
 	docker-release docker-base chart chart-package sbom test-cluster bench
 
 help:
@@ -14,8 +14,7 @@ help:
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make dev        create $(VENV) with molibackup and its development tools"
 	@echo "make bench      fleet-scale benchmark: speed, throttling, memory (a few minutes)"
-	@echo "make schema     copy schema/molibackup.schema.json to where it is packaged"
-	@echo "make chart      copy the schema into the chart, regenerate its values schema and docs"
+	@echo "make chart      regenerate the chart's values schema, docs and Chart.yaml"
 	@echo "make chart-package  the chart archive (dist/molibackup-VERSION.tgz), with Helm's engine"
 	@echo "make test-cluster   install the chart into \$$KUBECONFIG's cluster and run each job"
 	@echo "make docker-build    build the container image (\$$IMAGE) for this platform"
@@ -47,12 +46,10 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
-schema:
-	cp schema/molibackup.schema.json src/molibackup/schema.json
-
-# The chart embeds the schema: copy it, then regenerate values.schema.json and the values table.
-chart: $(STAMP) schema
-	cp schema/molibackup.schema.json chart/files/molibackup.schema.json
+# schema/molibackup.schema.json is the one schema: the package's schema.json and the chart's
+# files/molibackup.schema.json link to it, and the wheel and the chart archive get its bytes.
+# The chart's values schema embeds it: regenerate that, the values table and Chart.yaml.
+chart: $(STAMP)
 	$(BIN)/python scripts/chart_schema.py
 	$(BIN)/python scripts/chart_docs.py
 	$(BIN)/python scripts/chart_release.py
@@ -62,7 +59,7 @@ chart: $(STAMP) schema
 # images annotation names each platform's image by digest.
 IMAGE_DIGESTS ?=
 chart-package: $(STAMP) chart
-	rm -rf build/chart && mkdir -p build dist && cp -r chart build/chart
+	rm -rf build/chart && mkdir -p build dist && cp -rL chart build/chart
 	$(BIN)/python scripts/chart_release.py build/chart/Chart.yaml "$(IMAGE_DIGESTS)"
 	$(BIN)/python -c "import helm_python; print(helm_python.package('build/chart', destination='dist'))"
 

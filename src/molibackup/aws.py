@@ -1,24 +1,33 @@
-"""AWS plumbing: sessions, client settings, instance metadata and readable error messages."""
+"""AWS plumbing: sessions, clients and their retry settings, pagination, call counts.
+
+Only botocore's public interface is used: a botocore session built here and handed to
+`boto3.Session(botocore_session=...)`, assumed-role credentials put in through the credential
+provider chain, clients whose failures arrive as `AwsError` (see awserror.py).
+"""
 
 from __future__ import annotations
 
+import difflib
 import os
 import random
 import re
 import threading
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
 
 import boto3
-import botocore.exceptions
 import botocore.session
 from botocore.config import Config as BotoConfig
-from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
-from botocore.parsers import ResponseParserError
-from botocore.utils import IMDSFetcher
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    CredentialProvider,
+    DeferredRefreshableCredentials,
+)
 
-from molibackup import __version__
-from molibackup.config import GlobalSettings, JobConfig
+from molibackup import __version__, log
+from molibackup.awserror import BOTOCORE_ERRORS, THROTTLING_CODES, AwsError
+from molibackup.config import GlobalSettings
 from molibackup.errors import JobError
 
 if TYPE_CHECKING:
@@ -26,39 +35,61 @@ if TYPE_CHECKING:
 
 DEFAULT_MAX_ATTEMPTS = 10
 
-PERMISSION_CODES = frozenset(
-    {"UnauthorizedOperation", "AccessDenied", "AccessDeniedException", "Forbidden"}
-)
-CREDENTIAL_CODES = frozenset(
-    {"AuthFailure", "InvalidClientTokenId", "SignatureDoesNotMatch", "ExpiredToken",
-     "RequestExpired", "UnrecognizedClientException"}
-)
-THROTTLING_CODES = frozenset({"RequestLimitExceeded", "Throttling", "ThrottlingException"})
 
-#: What an AWS call can raise that is about AWS, not about our code.
-AWS_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
-              ResponseParserError)
+@dataclass(frozen=True)
+class CredentialSettings:
+    """How a module's job authenticates: static keys or the default chain, then maybe a
+    role assumed on top. The module fills it from its own options."""
+
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    role_arn: str | None = None
+    external_id: str | None = field(default=None, repr=False)
+    session_name: str | None = None
 
 
-def make_session(job: JobConfig) -> boto3.Session:
-    """Static keys when the job has them, otherwise boto3's default credential chain; then,
-    with role_arn, that role assumed on top of them."""
-    key_id = job.options.get("accesskey_id")
-    secret = job.options.get("accesskey_secret")
-    if key_id and secret:
-        session = boto3.Session(aws_access_key_id=key_id, aws_secret_access_key=secret)
-    else:
-        session = boto3.Session()
-    role_arn = job.options.get("role_arn")
-    if role_arn:
-        name = job.options.get("session_name") or session_name_for(job.name)
-        session = assume_role(session, role_arn, job.options.get("external_id"), name)
+def session_name_for(job_name: str, prefix: str = "molibackup") -> str:
+    """<prefix>-<job>, as STS allows it: at most 64 of [A-Za-z0-9+=,.@_-]."""
+    return re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", f"{prefix}-{job_name}")[:64]
+
+
+def open_session(credentials: CredentialSettings, job_name: str) -> boto3.Session:
+    """Static keys when given, otherwise boto3's default credential chain; then, with a
+    role_arn, that role assumed on top of them. The secrets obtained are registered for
+    redaction before anything can log them."""
+    core = botocore.session.Session()
+    if credentials.access_key_id and credentials.secret_access_key:
+        core.set_credentials(credentials.access_key_id, credentials.secret_access_key)
+    session = boto3.Session(botocore_session=core)
+    if credentials.role_arn:
+        session = assume_role(session, credentials.role_arn, credentials.external_id,
+                              credentials.session_name or session_name_for(job_name))
+    register_credentials(session)
     return session
 
 
-def session_name_for(job_name: str) -> str:
-    """molibackup-<job>, as STS allows it: at most 64 of [A-Za-z0-9+=,.@_-]."""
-    return re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", f"molibackup-{job_name}")[:64]
+def register_credentials(session: boto3.Session) -> None:
+    try:
+        found = session.get_credentials()
+        frozen = found.get_frozen_credentials() if found is not None else None
+    except BOTOCORE_ERRORS as exc:
+        raise AwsError("sts", None, exc) from None
+    if frozen is not None:
+        log.register_secrets([frozen.secret_key, frozen.token])
+
+
+class _AssumedRoleProvider(CredentialProvider):
+    """First in a session's provider chain: the refreshable credentials of a role."""
+
+    METHOD = "assume-role"
+    CANONICAL_NAME = "custom-molibackup-assume-role"
+
+    def __init__(self, credentials: DeferredRefreshableCredentials) -> None:
+        super().__init__()
+        self.credentials = credentials
+
+    def load(self) -> DeferredRefreshableCredentials:
+        return self.credentials
 
 
 def assume_role(base: boto3.Session, role_arn: str, external_id: str | None,
@@ -70,34 +101,46 @@ def assume_role(base: boto3.Session, role_arn: str, external_id: str | None,
     if external_id:
         extra["ExternalId"] = external_id
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=base._session.create_client, source_credentials=base.get_credentials(),
+        client_creator=base.client, source_credentials=base.get_credentials(),
         role_arn=role_arn, extra_args=extra)
     credentials = DeferredRefreshableCredentials(method="assume-role",
                                                  refresh_using=fetcher.fetch_credentials)
     try:
         credentials.get_frozen_credentials()
-    except botocore.exceptions.ClientError as exc:
-        raise JobError(f"could not assume role {role_arn}: {error_code(exc)}: "
-                       f"{error_message(exc)} (check the role's trust policy"
-                       f"{' and external_id' if external_id else ''})") from None
-    except botocore.exceptions.NoCredentialsError:
-        raise JobError(f"could not assume role {role_arn}: no AWS credentials to assume it "
-                       "with") from None
+    except BOTOCORE_ERRORS as exc:
+        error = AwsError("sts", "AssumeRole", exc)
+        if error.code:
+            raise JobError(f"could not assume role {role_arn}: {error.code}: "
+                           f"{error.aws_message} (check the role's trust policy"
+                           f"{' and external_id' if external_id else ''})") from None
+        if type(exc).__name__ == "NoCredentialsError":
+            raise JobError(f"could not assume role {role_arn}: no AWS credentials to assume "
+                           "it with") from None
+        raise JobError(f"could not assume role {role_arn}: {error}") from None
     core = botocore.session.Session()
-    # What botocore's own assume-role provider does: the session's credentials are these.
-    core._credentials = credentials  # type: ignore[attr-defined]
+    core.get_component("credential_provider").insert_before(
+        "env", _AssumedRoleProvider(credentials))
     return boto3.Session(botocore_session=core)
 
 
+def caller_account(session: boto3.Session, region: str) -> str:
+    """The account a session acts in (sts:GetCallerIdentity needs no permission)."""
+    identity = client(session, "sts", region, None).get_caller_identity()
+    return str(identity["Account"])
+
+
+# --- clients ------------------------------------------------------------------------------
+
+
 def retry_settings(
-    settings: GlobalSettings, env: dict[str, str] | None = None
+    settings: GlobalSettings, env: Mapping[str, str] | None = None
 ) -> dict[str, object]:
     """Retry mode and attempts: the config file, then AWS_RETRY_MODE/AWS_MAX_ATTEMPTS, then ours.
 
     Adaptive mode paces requests with a client-side token bucket that slows down on
     throttling, so a large run converges on the account's real rate instead of failing.
     """
-    env = dict(os.environ) if env is None else env
+    env = os.environ if env is None else env
     mode = env.get("AWS_RETRY_MODE") or "adaptive"
     attempts = settings.max_attempts
     if attempts is None:
@@ -108,10 +151,16 @@ def retry_settings(
     return {"mode": mode, "total_max_attempts": max(1, attempts)}
 
 
-def client_config(settings: GlobalSettings, max_attempts: int | None = None) -> BotoConfig:
+def max_attempts(settings: GlobalSettings) -> int:
+    return int(str(retry_settings(settings)["total_max_attempts"]))
+
+
+def client_config(settings: GlobalSettings | None, attempts: int | None = None) -> BotoConfig:
+    if settings is None:
+        return BotoConfig(user_agent_extra=f"molibackup/{__version__}")
     retries = retry_settings(settings)
-    if max_attempts is not None:
-        retries["total_max_attempts"] = max_attempts
+    if attempts is not None:
+        retries["total_max_attempts"] = attempts
     return BotoConfig(
         retries=retries,  # type: ignore[arg-type]
         connect_timeout=settings.connect_timeout,
@@ -122,16 +171,17 @@ def client_config(settings: GlobalSettings, max_attempts: int | None = None) -> 
 
 
 class CallStats:
-    """How many EC2 requests a job sent (every attempt) and how many were throttled."""
+    """How many requests a job sent (every attempt) and how many were throttled."""
 
     def __init__(self) -> None:
         self.calls = 0
         self.throttled = 0
         self._lock = threading.Lock()
 
-    def attach(self, client: Any) -> None:
+    def attach(self, raw_client: Any) -> None:
         # Emitted after every attempt, retried or not, whatever the retry mode.
-        client.meta.events.register("needs-retry.ec2", self._attempt)
+        service = raw_client.meta.service_model.service_name
+        raw_client.meta.events.register(f"needs-retry.{service}", self._attempt)
 
     def _attempt(self, response: Any = None, **_: Any) -> None:
         code = ""
@@ -142,20 +192,58 @@ class CallStats:
             self.throttled += code in THROTTLING_CODES
 
 
-def ec2_client(
-    session: boto3.Session, region: str, settings: GlobalSettings,
-    max_attempts: int | None = None, stats: CallStats | None = None,
-) -> EC2Client:
-    """A client for one job: botocore clients are thread-safe and share a connection pool.
+class GuardedClient:
+    """A botocore client whose failures arrive as AwsError, naming service and action.
+
+    Everything else (meta, paginators, waiters) is the client's own, so botocore's Stubber
+    works on it as on any client.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self._service = str(raw.meta.service_model.service_name)
+        self._operations: Mapping[str, str] = raw.meta.method_to_api_mapping
+
+    @property
+    def raw(self) -> Any:
+        return self._raw
+
+    def __getattr__(self, name: str) -> Any:
+        attribute = getattr(self._raw, name)
+        operation = self._operations.get(name)
+        if operation is None:
+            return attribute
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return attribute(*args, **kwargs)
+            except BOTOCORE_ERRORS as exc:
+                raise AwsError(self._service, operation, exc) from exc
+
+        return call
+
+
+def client(session: boto3.Session, service: str, region: str, settings: GlobalSettings | None,
+           *, attempts: int | None = None, stats: CallStats | None = None) -> Any:
+    """A guarded client; botocore clients are thread-safe and share a connection pool.
 
     With adaptive retries each client paces itself from the throttling it sees, so a client
-    per EC2 throttling bucket (describe, create, delete) learns each bucket's own rate.
+    per throttling bucket (describe, create, delete) learns each bucket's own rate.
     """
-    client = session.client("ec2", region_name=region,
-                            config=client_config(settings, max_attempts))
+    try:
+        raw = session.client(service, region_name=region,  # type: ignore[call-overload]
+                             config=client_config(settings, attempts))
+    except BOTOCORE_ERRORS as exc:
+        raise AwsError(service, None, exc) from None
     if stats is not None:
-        stats.attach(client)
-    return client
+        stats.attach(raw)
+    return GuardedClient(raw)
+
+
+def ec2_client(session: boto3.Session, region: str, settings: GlobalSettings,
+               attempts: int | None = None, stats: CallStats | None = None) -> EC2Client:
+    return cast("EC2Client", client(session, "ec2", region, settings, attempts=attempts,
+                                    stats=stats))
 
 
 # The largest page each Describe call allows: fewer calls, and paginated calls fall into
@@ -163,42 +251,23 @@ def ec2_client(
 PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000}
 
 
-def paginate(client: EC2Client, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
+def paginate(client: Any, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:
     """Items of every page, at the largest page size unless explicit ids forbid one."""
-    paginator = client.get_paginator(operation)  # type: ignore[call-overload]
+    paginator = client.get_paginator(operation)
     explicit_ids = any(key.endswith("Ids") and key != "OwnerIds" for key in kwargs)
-    config = {} if explicit_ids else {"PageSize": PAGE_SIZE[operation]}
-    for page in paginator.paginate(PaginationConfig=config, **kwargs):
-        yield from page.get(result_key, [])
+    config = {} if explicit_ids or operation not in PAGE_SIZE else {
+        "PageSize": PAGE_SIZE[operation]}
+    service = str(client.meta.service_model.service_name)
+    pages = paginator.paginate(PaginationConfig=config, **kwargs)
+    try:
+        for page in pages:
+            yield from page.get(result_key, [])
+    except BOTOCORE_ERRORS as exc:
+        raise AwsError(service, _api_name(operation), exc) from exc
 
 
-
-# --- classifying failures of calls that must not be blindly retried ----------------------
-
-NOT_SENT = "not-sent"  # safe to send again
-MAYBE_DONE = "maybe-done"  # EC2 may have acted: look before sending again
-FINAL = "final"  # retrying will not help
-
-SERVER_ERROR_CODES = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable",
-                                "Unavailable", "ServerInternal"})
-
-
-def failure_kind(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code = error_code(exc)
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
-        if code in THROTTLING_CODES:
-            return NOT_SENT
-        if code in SERVER_ERROR_CODES or status >= 500:
-            return MAYBE_DONE
-        return FINAL
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError
-                  | botocore.exceptions.ConnectTimeoutError):
-        return NOT_SENT
-    if isinstance(exc, botocore.exceptions.ReadTimeoutError
-                  | botocore.exceptions.ConnectionClosedError | ResponseParserError):
-        return MAYBE_DONE
-    return FINAL
+def _api_name(method: str) -> str:
+    return "".join(part.capitalize() for part in method.split("_"))
 
 
 def backoff_delay(attempt: int, cap: float = 20.0) -> float:
@@ -206,98 +275,20 @@ def backoff_delay(attempt: int, cap: float = 20.0) -> float:
     return random.uniform(0, min(cap, 0.5 * 2**attempt))
 
 
-def error_code(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Code", ""))
-    return ""
+def known_regions(service: str = "ec2") -> frozenset[str]:
+    """The regions of `service` in the installed botocore's endpoint data, every partition."""
+    core = botocore.session.Session()
+    return frozenset(region for partition in core.get_available_partitions()
+                     for region in core.get_available_regions(service, partition))
 
 
-def error_message(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        return str(exc.response.get("Error", {}).get("Message", ""))
-    return str(exc)
-
-
-def explain(exc: BaseException) -> str:
-    """One line an operator can act on, for an error raised by an AWS call."""
-    if isinstance(exc, botocore.exceptions.ClientError):
-        code, operation = error_code(exc), exc.operation_name
-        if code in PERMISSION_CODES:
-            return (f"not allowed to call ec2:{operation} ({code}): grant ec2:{operation} to the "
-                    "role or user this job runs as (see the IAM policy in the README)")
-        if code in CREDENTIAL_CODES:
-            return (f"AWS rejected the credentials calling ec2:{operation} ({code}): check "
-                    "accesskey_id/accesskey_secret, or the role this job runs as")
-        if code in THROTTLING_CODES:
-            return (f"ec2:{operation} was still throttled after every retry ({code}): raise "
-                    "global.max_attempts or lower global.concurrency")
-        return f"ec2:{operation} failed: {code}: {error_message(exc)}"
-    if isinstance(exc, botocore.exceptions.NoCredentialsError):
-        return ("no AWS credentials found: set accesskey_id and accesskey_secret, or provide "
-                "them through the environment, IRSA, EKS Pod Identity or an instance profile")
-    if isinstance(exc, botocore.exceptions.NoRegionError):
-        return "no AWS region: set aws_region in the job"
-    unreachable = (botocore.exceptions.EndpointConnectionError,
-                   botocore.exceptions.ConnectTimeoutError)
-    if isinstance(exc, unreachable):
-        return f"cannot reach the EC2 endpoint: {exc}"
-    if isinstance(exc, botocore.exceptions.ReadTimeoutError):
-        return f"the EC2 endpoint did not answer in time: {exc}"
-    if isinstance(exc, ResponseParserError):
-        return "the EC2 endpoint answered with something that is not an EC2 response " \
-               "(a proxy or emulator error page?)"
-    if isinstance(exc, botocore.exceptions.BotoCoreError):
-        return f"AWS call failed: {exc}"
-    first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    return f"{type(exc).__name__}: {first_line}"
-
-
-class _InstanceIdFetcher(IMDSFetcher):
-    """botocore's own IMDS client (token first), pointed at the instance-id document."""
-
-    def instance_id(self) -> str:
-        token = self._fetch_metadata_token()  # type: ignore[attr-defined]
-        response = self._get_request(  # type: ignore[attr-defined]
-            url_path="latest/meta-data/instance-id",
-            retry_func=self._default_retry,  # type: ignore[attr-defined]
-            token=token,
-        )
-        return str(response.text).strip()
-
-
-def local_instance_id(session: boto3.Session) -> str:
-    """The id of the EC2 instance this runs on, honouring botocore's metadata settings."""
-    core = session._session  # botocore resolves the metadata settings there
-    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-        raise JobError("instance_id is 'local' but AWS_EC2_METADATA_DISABLED=true forbids asking "
-                       "the instance metadata service; unset it or select instances by tag")
-    fetcher = _InstanceIdFetcher(
-        timeout=int(core.get_config_variable("metadata_service_timeout")),
-        num_attempts=int(core.get_config_variable("metadata_service_num_attempts")),
-        config={
-            "ec2_metadata_service_endpoint": core.get_config_variable(
-                "ec2_metadata_service_endpoint"),
-            "ec2_metadata_service_endpoint_mode": core.get_config_variable(
-                "ec2_metadata_service_endpoint_mode"),
-            "ec2_metadata_v1_disabled": core.get_config_variable("ec2_metadata_v1_disabled"),
-        },
-        user_agent=f"molibackup/{__version__}",
-    )
-    hint = ("is this running on EC2? In a pod, the instance's metadata hop limit must be 2 "
-            "(HttpPutResponseHopLimit), or select instances by tag instead of 'local'")
-    try:
-        instance_id = fetcher.instance_id()
-    except (botocore.exceptions.BotoCoreError, botocore.utils._RetriesExceededError) as exc:
-        raise JobError(f"instance_id is 'local' but the instance metadata service at "
-                       f"{fetcher.get_base_url()} did not answer ({type(exc).__name__}): "
-                       f"{hint}") from None
-    if not instance_id.startswith("i-"):
-        raise JobError(f"instance_id is 'local' but the instance metadata service answered "
-                       f"{instance_id[:40]!r}, not an instance id: {hint}")
-    return instance_id
-
-
-def caller_account(session: boto3.Session, region: str) -> str:
-    """The account a session acts in (sts:GetCallerIdentity needs no permission)."""
-    identity = session.client("sts", region_name=region).get_caller_identity()
-    return str(identity["Account"])
+def region_doubt(region: str, service: str = "ec2") -> str | None:
+    """Why `region` may be a typo, or None when botocore knows it. New regions appear before
+    botocore knows them: a doubt, never a refusal."""
+    known = known_regions(service)
+    if not known or region in known:
+        return None
+    close = difflib.get_close_matches(region, sorted(known), n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    return (f"{region} is not a region this installation knows{hint}; if it is a new region, "
+            "ignore this warning")

@@ -6,25 +6,26 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
 from pathlib import Path
 from typing import NoReturn
 
 from loguru import logger
 
-from molibackup import __version__, check, config, durations, log, runner
+from molibackup import __version__, config, log, runner, sensitive
+from molibackup.actions import ACTIONS, DEFAULT, Invocation, Outcome, Status
 from molibackup.errors import ConfigError, UsageError
 from molibackup.interrupt import Interruption
 
 EXIT_OK = 0
 EXIT_CONFIG = 1  # the configuration, or the command line, cannot be used
 EXIT_JOB_FAILED = 2
+EXIT_COME_BACK_LATER = 75  # EX_TEMPFAIL: waiting on AWS; run the same command again later
 # Interrupted runs exit with 128 + the signal's number: 143 (SIGTERM), 130 (SIGINT).
+EXIT_STATUS = {Status.OK: EXIT_OK, Status.FAILED: EXIT_JOB_FAILED,
+               Status.COME_BACK_LATER: EXIT_COME_BACK_LATER}
 
 #: Credentials read from the environment; whitespace around them breaks every request.
-CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
-                        "AWS_SECURITY_TOKEN")
-SECRET_VARIABLES = CREDENTIAL_VARIABLES[1:]
+CREDENTIAL_VARIABLES = ("AWS_ACCESS_KEY_ID", *sensitive.SECRET_VARIABLES)
 MAX_PROBLEM_LINES = 200
 
 
@@ -57,33 +58,22 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--log-format", choices=["text", "json"],
                    help="log as text or JSON lines (overrides global.logformat)")
     p.add_argument("--version", action="version", version=f"molibackup {__version__}")
-    commands = p.add_subparsers(dest="command", metavar="{check}",
-                                parser_class=_Parser)
-    check = commands.add_parser(
-        "check", help="report, for every volume each job selects, the age of its newest "
-                      "completed snapshot; exit 2 when one is older than the limit",
-        description="Read-only coverage check: lists every volume each job selects with "
-                    "the age of its newest completed snapshot of that job. Exit status 0 "
-                    "when all are recent enough, 2 when one is not, 1 on a config problem.")
-    check.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
-                       help="configuration file (as before the command)")
-    check.add_argument("--job", action="append", dest="check_jobs", default=[],
-                       metavar="NAME", help="check only this job (repeatable)")
-    check.add_argument("--max-age", metavar="DURATION", type=_duration,
-                       help="the oldest a newest completed snapshot may be, such as 36h or "
-                            "2d (default: twice the job's min_interval, else 2d)")
-    check.add_argument("--output", choices=["text", "json"], default="text",
-                       help="a table (default) or a JSON document, on standard output")
-    check.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
-                       help="log as text or JSON lines (as before the command)")
+    commands = p.add_subparsers(dest="command", metavar="{" + ",".join(
+        name for name in ACTIONS if name != DEFAULT) + "}", parser_class=_Parser)
+    for name, command in ACTIONS.items():
+        if name == DEFAULT:
+            command.add_arguments(p)
+            continue
+        sub = commands.add_parser(name, help=command.help, description=command.description)
+        # The top-level flags may also follow the command.
+        sub.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
+                         help="configuration file (as before the command)")
+        sub.add_argument("--job", action="append", dest="command_jobs", default=[],
+                         metavar="NAME", help=f"{name} only this job (repeatable)")
+        sub.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
+                         help="log as text or JSON lines (as before the command)")
+        command.add_arguments(sub)
     return p
-
-
-def _duration(text: str) -> timedelta:
-    try:
-        return durations.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def requested_log_format(argv: Sequence[str]) -> str:
@@ -120,7 +110,7 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
     argv = list(sys.argv[1:] if argv is None else argv)
     # Secrets are known before the first line is written, whatever happens next.
     log.forget_secrets()
-    log.register_secrets(os.environ.get(name) for name in SECRET_VARIABLES)
+    log.register_secrets(sensitive.in_environment(os.environ))
     try:
         args = parser().parse_args(argv)
     except UsageError as exc:
@@ -134,33 +124,42 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
             raise ConfigError(problems)
         path = config.find_config(args.config)
         loaded = config.load(path, Path(args.schema) if args.schema else None)
-        log.register_secrets(config.secrets_of(loaded))
         log.configure(loaded.settings.loglevel, args.log_format or loaded.settings.logformat)
         logger.info(f"configuration: {path}")
-        jobs = runner.prepare(loaded, [*args.job, *getattr(args, "check_jobs", [])])
+        jobs = runner.prepare(loaded, [*args.job, *getattr(args, "command_jobs", [])])
     except ConfigError as exc:
-        for problem in exc.problems[:MAX_PROBLEM_LINES]:
-            logger.error(problem)
-        if len(exc.problems) > MAX_PROBLEM_LINES:
-            logger.error(f"... and {len(exc.problems) - MAX_PROBLEM_LINES} more problem(s)")
-        logger.error("configuration invalid: nothing was run" if not args.validate
-                     else "configuration invalid")
+        report_problems(exc, "configuration invalid" if args.validate
+                        else "configuration invalid: nothing was run")
         return EXIT_CONFIG
+    for warning in (line for prepared in jobs for line in prepared.module.warnings()):
+        logger.warning(warning)
     if args.validate:
         logger.info(f"configuration valid: {len(jobs)} job(s): "
                     f"{', '.join(j.job.name for j in jobs)}")
         return EXIT_OK
-    if args.command == "check":
-        now = clock()
-        coverages = check.check_jobs(loaded, jobs, now, args.max_age)
-        return EXIT_OK if check.report(coverages, now, args.output) else EXIT_JOB_FAILED
-    interruption = interruption or Interruption()
-    with interruption.installed():
-        outcomes = runner.run(loaded, jobs, force_dry_run=args.dry_run, clock=clock,
-                              interruption=interruption)
-    if interruption.requested:
-        return interruption.exit_status or EXIT_JOB_FAILED
-    return EXIT_OK if all(outcome.ok for outcome in outcomes) else EXIT_JOB_FAILED
+    action = ACTIONS[args.command or DEFAULT]
+    try:
+        outcome = action.run(Invocation(loaded, jobs, args, clock,
+                                        interruption or Interruption()))
+    except (ConfigError, UsageError) as exc:  # a flag or a name the config does not know
+        report_problems(exc if isinstance(exc, ConfigError) else ConfigError([str(exc)]),
+                        "nothing was done")
+        return EXIT_CONFIG
+    return exit_status(outcome)
+
+
+def exit_status(outcome: Outcome) -> int:
+    if outcome.signal_exit_status is not None:
+        return outcome.signal_exit_status
+    return EXIT_STATUS[outcome.status]
+
+
+def report_problems(exc: ConfigError, closing: str) -> None:
+    for problem in exc.problems[:MAX_PROBLEM_LINES]:
+        logger.error(problem)
+    if len(exc.problems) > MAX_PROBLEM_LINES:
+        logger.error(f"... and {len(exc.problems) - MAX_PROBLEM_LINES} more problem(s)")
+    logger.error(closing)
 
 
 def entrypoint() -> None:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import sys
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from molibackup import files, log, safeyaml, validation
+from molibackup import files, log, safeyaml, sensitive, validation
 from molibackup.errors import ConfigError
 
 CONFIG_ENV = "MOLIBACKUP_CONFIG"
@@ -27,21 +26,23 @@ SYSTEM_CONFIG = Path("/etc/molibackup") / CONFIG_NAME
 
 @dataclass(frozen=True)
 class MetricsSettings:
-    pushgateway: str | None = None
-    textfile: Path | None = None
-    timeout: int = 5
+    pushgateway: str | None
+    textfile: Path | None
+    timeout: int
 
 
 @dataclass(frozen=True)
 class GlobalSettings:
-    loglevel: str = "info"
-    logformat: str = "text"
-    concurrency: int = 8
-    max_attempts: int | None = None
-    connect_timeout: int = 10
-    read_timeout: int = 60
-    metrics: MetricsSettings = field(default_factory=MetricsSettings)
-    ping_url: str | None = field(default=None, repr=False)
+    """The `global` section; its defaults are the schema's (see `default_settings`)."""
+
+    loglevel: str
+    logformat: str
+    concurrency: int
+    max_attempts: int | None
+    connect_timeout: int
+    read_timeout: int
+    metrics: MetricsSettings
+    ping_url: str | None = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -162,44 +163,69 @@ def extra_problems(data: Any, schema: dict[str, Any] | bool, schema_path: Path,
                 f"{': ' + detail if detail else ''}"]
 
 
-def _apply_defaults(data: dict[str, Any], properties: Mapping[str, Any]) -> dict[str, Any]:
+def _resolve(schema: Mapping[str, Any], node: Any) -> Any:
+    """A local `$ref` (#/definitions/...) followed, for the structure only."""
+    while isinstance(node, dict) and isinstance(node.get("$ref"), str):
+        target: Any = schema
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target.get(part, {}) if isinstance(target, dict) else {}
+        node = target
+    return node
+
+
+def with_defaults(data: Any, spec: Any, schema: Mapping[str, Any]) -> Any:
+    """`data` with the schema's defaults filled in, at every depth (mappings, lists of
+    mappings). Only a default stated on the option itself applies: an option that refers to
+    another's definition (a copy destination's `min_keep`) inherits the job's value instead."""
+    spec = _resolve(schema, spec)
+    if not isinstance(spec, dict):
+        return data
+    if isinstance(data, list):
+        return [with_defaults(item, spec.get("items"), schema) for item in data]
+    if not isinstance(data, dict):
+        return data
+    properties = spec.get("properties", {})
+    for part in spec.get("allOf", []):
+        properties = {**properties, **_resolve(schema, part).get("properties", {})}
     filled = dict(data)
-    for key, spec in properties.items():
-        if key not in filled and isinstance(spec, dict) and "default" in spec:
-            filled[key] = spec["default"]
-    return filled
+    for key, option in properties.items():
+        if key not in filled and isinstance(option, dict) and "default" in option:
+            filled[key] = option["default"]
+    return {key: with_defaults(value, properties.get(key), schema)
+            for key, value in filled.items()}
 
 
-def _metrics_settings(raw: Mapping[str, Any], global_properties: Mapping[str, Any]
-                      ) -> MetricsSettings:
-    defaults = global_properties["metrics"]["properties"]
-    filled = _apply_defaults(dict(raw), defaults)
-    textfile = filled.get("textfile")
-    return MetricsSettings(pushgateway=filled.get("pushgateway"),
-                           textfile=Path(textfile) if textfile else None,
-                           timeout=int(filled["timeout"]))
+def _module_spec(schema: Mapping[str, Any], module: str) -> Mapping[str, Any]:
+    spec: Mapping[str, Any] = schema.get("definitions", {}).get(module, {})
+    return spec
 
 
-def _module_properties(schema: Mapping[str, Any], module: str) -> Mapping[str, Any]:
-    definition = schema.get("definitions", {}).get(module, {})
-    properties: Mapping[str, Any] = definition.get("properties", {})
-    return properties
+def settings_from(raw_global: Mapping[str, Any] | None,
+                  schema: Mapping[str, Any] | None = None) -> GlobalSettings:
+    """The `global` section (validated) as settings, the schema's defaults filled in."""
+    schema = packaged_schema() if schema is None else schema
+    spec = schema["properties"]["global"]
+    filled = with_defaults(dict(raw_global or {}), spec, schema)
+    metrics = with_defaults(dict(filled.get("metrics") or {}),
+                            spec["properties"]["metrics"], schema)
+    return GlobalSettings(
+        loglevel=filled["loglevel"],
+        logformat=filled["logformat"],
+        concurrency=filled["concurrency"],
+        max_attempts=filled.get("max_attempts"),
+        connect_timeout=filled["connect_timeout"],
+        read_timeout=filled["read_timeout"],
+        metrics=MetricsSettings(pushgateway=metrics.get("pushgateway"),
+                                textfile=Path(metrics["textfile"]) if metrics.get(
+                                    "textfile") else None,
+                                timeout=int(metrics["timeout"])),
+        ping_url=filled.get("ping_url"),
+    )
 
 
-def secrets_in(data: Any) -> list[str]:
-    """The secret values of raw configuration data, whatever their type or validity."""
-    jobs = data.get("jobs") if isinstance(data, dict) else None
-    if not isinstance(jobs, dict):
-        return []
-    found = [str(job[key]) for job in jobs.values() if isinstance(job, dict)
-             for key in validation.SECRET_OPTIONS if job.get(key) is not None]
-    found += [str(target["external_id"]) for job in jobs.values() if isinstance(job, dict)
-              and isinstance(job.get("copy_to"), list) for target in job["copy_to"]
-              if isinstance(target, dict) and target.get("external_id") is not None]
-    glob = data.get("global") if isinstance(data, dict) else None
-    if isinstance(glob, dict) and glob.get("ping_url") is not None:
-        found.append(str(glob["ping_url"]))
-    return found
+def default_settings() -> GlobalSettings:
+    """The settings of a file without a `global` section."""
+    return settings_from({})
 
 
 def build_config(data: Any, source: Path, schema: dict[str, Any] | bool | None = None,
@@ -209,7 +235,7 @@ def build_config(data: Any, source: Path, schema: dict[str, Any] | bool | None =
     The packaged schema always applies; `schema` (from --schema) can only add refusals.
     """
     # Before any line is printed: a secret may be echoed by the problem of another option.
-    log.register_secrets(secrets_in(data))
+    log.register_secrets(sensitive.in_config(data))
     if data is None:
         raise ConfigError([f"{source}: the file is empty; it needs a 'jobs' section"])
     if not isinstance(data, dict):
@@ -218,28 +244,18 @@ def build_config(data: Any, source: Path, schema: dict[str, Any] | bool | None =
              f"got {validation.describe(data)}"]
         )
     packaged = packaged_schema()
-    problems = validation.check(data, packaged, source)
+    problems = validation.check(data, packaged, source,
+                                secret_values=frozenset(sensitive.in_config(data)))
     if schema is not None and schema != packaged and not problems:
         problems += [line for line in extra_problems(data, schema, schema_path or source, source)
                      if line not in problems]
     if problems:
         raise ConfigError(problems)
 
-    global_properties = packaged["properties"]["global"]["properties"]
-    raw_global = _apply_defaults(data.get("global") or {}, global_properties)
-    settings = GlobalSettings(
-        loglevel=raw_global["loglevel"],
-        logformat=raw_global["logformat"],
-        concurrency=raw_global["concurrency"],
-        max_attempts=raw_global.get("max_attempts"),
-        connect_timeout=raw_global["connect_timeout"],
-        read_timeout=raw_global["read_timeout"],
-        metrics=_metrics_settings(raw_global.get("metrics") or {}, global_properties),
-        ping_url=raw_global.get("ping_url"),
-    )
+    settings = settings_from(data.get("global"), packaged)
     jobs = []
     for name, raw_job in data["jobs"].items():
-        job = _apply_defaults(raw_job, _module_properties(packaged, raw_job["module"]))
+        job = with_defaults(raw_job, _module_spec(packaged, raw_job["module"]), packaged)
         jobs.append(JobConfig(name=str(name), module=job.pop("module"),
                               enabled=job.pop("enabled", True), dryrun=job.pop("dryrun", False),
                               source=source,
@@ -254,17 +270,6 @@ def load(path: Path, schema_path: Path | None = None) -> Config:
     return build_config(read_yaml(path), path, schema, schema_path)
 
 
-def secrets_of(config: Config) -> list[str]:
-    """Values that must never appear in a log line."""
-    found = [str(job.options[key]) for job in config.jobs
-             for key in ("accesskey_secret", "external_id") if key in job.options]
-    found += [str(target["external_id"]) for job in config.jobs
-              for target in job.options.get("copy_to") or [] if "external_id" in target]
-    found += [job.ping_url for job in config.jobs if job.ping_url]
-    if config.settings.ping_url:
-        found.append(config.settings.ping_url)
-    for url in [config.settings.metrics.pushgateway, *(job.pushgateway for job in config.jobs)]:
-        password = urllib.parse.urlsplit(url).password if url else None
-        if password:
-            found.append(password)
-    return found
+def option_default(module: str, option: str) -> Any:
+    """The schema's default of one option of a module."""
+    return packaged_schema()["definitions"][module]["properties"][option]["default"]

@@ -28,8 +28,15 @@ TEXT_FORMAT = (
 )
 REDACTED = "***"
 
+#: Shorter values are no credential AWS issues (secret keys are 40 characters, session tokens
+#: hundreds): used as patterns, they would mask ordinary words ("y" in "dry run").
+MIN_SECRET_LENGTH = 8
+#: A secret is redacted as a whole token: not where letters or digits go on around it.
+_BOUNDARY_BEFORE = r"(?<![A-Za-z0-9])"
+_BOUNDARY_AFTER = r"(?![A-Za-z0-9])"
+
 _secrets: set[str] = set()
-_ordered: list[str] = []
+_patterns: list[re.Pattern[str]] = []  # one compiled pattern of every registered secret
 _lock = threading.Lock()
 
 
@@ -49,17 +56,27 @@ def forget_secrets() -> None:
     """Start a run with no secrets registered (main() may run several times in a process)."""
     with _lock:
         _secrets.clear()
-        _ordered.clear()
+        _patterns.clear()
 
 
 def register_secrets(values: Iterable[str | None]) -> None:
-    """Values that must never be written out, such as access key secrets and session tokens."""
+    """Values that must never be written out, such as access key secrets and session tokens;
+    those too short to be a credential are not patterns (see MIN_SECRET_LENGTH)."""
     with _lock:
         for value in values:
-            if value and value.strip():
-                _secrets.update(secret_forms(value))
+            if value and len(value.strip()) >= MIN_SECRET_LENGTH:
+                _secrets.update(form for form in secret_forms(value)
+                                if len(form) >= MIN_SECRET_LENGTH)
         # Longest first, so that no shorter form leaves part of a longer one in the text.
-        _ordered[:] = sorted(_secrets, key=len, reverse=True)
+        ordered = sorted(_secrets, key=len, reverse=True)
+        _patterns[:] = [re.compile("|".join(map(_token, ordered)))] if ordered else []
+
+
+def _token(secret: str) -> str:
+    """A pattern matching `secret` where it stands as a whole: an end that is a letter or
+    digit must not go on into more letters or digits."""
+    return ((_BOUNDARY_BEFORE if secret[0].isalnum() else "") + re.escape(secret)
+            + (_BOUNDARY_AFTER if secret[-1].isalnum() else ""))
 
 
 # Credentials the SDK obtains by itself (IRSA, Pod Identity, instance profile) may show in its
@@ -70,9 +87,8 @@ _CREDENTIAL_FIELDS = re.compile(
 
 
 def redact(text: str) -> str:
-    for secret in _ordered:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
+    for pattern in _patterns[:1]:
+        text = pattern.sub(REDACTED, text)
     return _CREDENTIAL_FIELDS.sub(rf"\1{REDACTED}", text)
 
 

@@ -18,10 +18,43 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
+from enum import StrEnum
 
 COMPLETED = "completed"
 FAILED = "error"
 DEFAULT_RETENTION_DAYS = 30
+
+
+class Rule(StrEnum):
+    """Why a snapshot is kept, or deleted."""
+
+    MIN_KEEP = "min_keep"
+    LAST = "last"
+    HOURLY = "hourly"
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+    YEARLY = "yearly"
+    NOT_COMPLETED = "not completed"
+    RETENTION = "retention"
+    PROTECTED = "protected"  # the volume got no new snapshot in this run
+    NO_RULE = "no rule"  # deleted: kept by no rule
+    FAILED_EXPIRED = "failed, expired"  # deleted: in error state, outside retention
+
+
+#: The rules that keep each volume's newest snapshots (never archived, for a quick restore).
+NEWEST_RULES = frozenset({Rule.MIN_KEEP, Rule.LAST})
+
+
+class Reason(str):
+    """A reason as the log words it ("daily 2026-12-27"), and the rule it comes from."""
+
+    rule: Rule
+
+    def __new__(cls, rule: Rule, text: str) -> Reason:
+        reason = super().__new__(cls, text)
+        reason.rule = rule
+        return reason
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +129,7 @@ class Policy:
 class Decision:
     snapshot: Snapshot
     delete: bool
-    reasons: tuple[str, ...]
+    reasons: tuple[Reason, ...]
     age_days: float
 
     @property
@@ -115,14 +148,14 @@ def format_age(days: float) -> str:
 
 
 def _keep_reasons(newest_first: list[Snapshot], now: datetime, policy: Policy
-                  ) -> dict[str, list[str]]:
+                  ) -> dict[str, list[Reason]]:
     """For each snapshot id of one volume, the rules that keep it."""
-    reasons: dict[str, list[str]] = defaultdict(list)
+    reasons: dict[str, list[Reason]] = defaultdict(list)
     completed = [s for s in newest_first if s.state == COMPLETED]
     for snapshot in completed[:policy.min_keep]:
-        reasons[snapshot.snapshot_id].append(f"min_keep {policy.min_keep}")
+        reasons[snapshot.snapshot_id].append(Reason(Rule.MIN_KEEP, f"min_keep {policy.min_keep}"))
     for snapshot in completed[:policy.keep_last]:
-        reasons[snapshot.snapshot_id].append(f"last {policy.keep_last}")
+        reasons[snapshot.snapshot_id].append(Reason(Rule.LAST, f"last {policy.keep_last}"))
     for (name, period), (_, count) in zip(PERIODS, policy.period_counts(), strict=True):
         last_key: Hashable = None
         left = count
@@ -131,18 +164,19 @@ def _keep_reasons(newest_first: list[Snapshot], now: datetime, policy: Policy
                 break
             key, label = period(snapshot.start_time.astimezone(policy.timezone))
             if key != last_key:
-                reasons[snapshot.snapshot_id].append(f"{name} {label}")
+                reasons[snapshot.snapshot_id].append(Reason(Rule(name), f"{name} {label}"))
                 last_key = key
                 left -= 1
     for snapshot in newest_first:
         if snapshot.state not in (COMPLETED, FAILED):
-            reasons[snapshot.snapshot_id].append(f"{snapshot.state}, not completed")
+            reasons[snapshot.snapshot_id].append(Reason(Rule.NOT_COMPLETED,
+                                                        f"{snapshot.state}, not completed"))
     if policy.retention_days is not None:
         cutoff = now - timedelta(days=policy.retention_days)
         for snapshot in newest_first:
             if snapshot.start_time >= cutoff:
-                reasons[snapshot.snapshot_id].append(f"within retention "
-                                                     f"{policy.retention_days}d")
+                reasons[snapshot.snapshot_id].append(Reason(
+                    Rule.RETENTION, f"within retention {policy.retention_days}d"))
     return reasons
 
 
@@ -162,8 +196,9 @@ def plan(
         newest_first = sorted(by_volume[volume_id], key=lambda s: (s.start_time, s.snapshot_id),
                               reverse=True)
         if volume_id in protected_volumes:
-            decisions += [Decision(s, False, ("this volume got no new snapshot in this run",),
-                                   age_in_days(s, now)) for s in newest_first]
+            protected = Reason(Rule.PROTECTED, "this volume got no new snapshot in this run")
+            decisions += [Decision(s, False, (protected,), age_in_days(s, now))
+                          for s in newest_first]
             continue
         reasons = _keep_reasons(newest_first, now, policy)
         for snapshot in newest_first:
@@ -172,7 +207,7 @@ def plan(
                 decisions.append(Decision(snapshot, False, tuple(kept_by),
                                           age_in_days(snapshot, now)))
             else:
-                why = ("failed (state error), outside retention" if snapshot.state == FAILED
-                       else "kept by no rule")
+                why = (Reason(Rule.FAILED_EXPIRED, "failed (state error), outside retention")
+                       if snapshot.state == FAILED else Reason(Rule.NO_RULE, "kept by no rule"))
                 decisions.append(Decision(snapshot, True, (why,), age_in_days(snapshot, now)))
     return decisions

@@ -4,20 +4,20 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
 from loguru import logger
 
-from molibackup.aws import AWS_ERRORS, explain, make_session
+from molibackup.awserror import describe_unexpected
 from molibackup.config import Config, JobConfig
-from molibackup.errors import ConfigError, JobError
+from molibackup.errors import ConfigError, MolibackupError
 from molibackup.interrupt import Interruption
 from molibackup.modules import REGISTRY
-from molibackup.modules.base import JobResult, Module, RunContext
+from molibackup.modules.base import JobContext, JobResult, Module
 from molibackup.observe import Finished, JobRun, Reporter
 from molibackup.observe.metrics import MetricsReporter
 from molibackup.observe.pings import PingReporter
@@ -72,7 +72,6 @@ def run_job(
     prepared: PreparedJob,
     config: Config,
     clock: Clock,
-    session_factory: Callable[[JobConfig], boto3.Session],
     *,
     result: JobResult,
     stop: threading.Event,
@@ -81,8 +80,8 @@ def run_job(
     job = prepared.job
     log = logger.bind(job=job.name)
     log.info(f"job {job.name}: starting ({job.module}{', dry run' if result.dry_run else ''})")
-    context = RunContext(job=job, settings=config.settings, dry_run=result.dry_run, now=clock(),
-                         log=log, session_factory=session_factory, result=result, stop=stop)
+    context = JobContext(job=job, settings=config.settings, now=clock(), dry_run=result.dry_run,
+                         run_id=str(uuid.uuid4()), log=log, stop=stop)
     run = JobRun(job, context.run_id, context.now)
     if result.dry_run and reporters:
         log.info("dry run: no metrics pushed or written, no ping sent")
@@ -90,9 +89,9 @@ def run_job(
     for reporter in reporters:
         _report(log, reporter.job_started, run)
     started = time.monotonic()
-    result = _run_module(prepared, context)
-    finished = Finished(result, time.monotonic() - started, context.stats.calls,
-                        context.stats.throttled)
+    _run_module(prepared.module, context, result)
+    finished = Finished(result, time.monotonic() - started, result.stats.calls,
+                        result.stats.throttled)
     for reporter in reporters:
         _report(log, reporter.job_finished, run, finished)
     return result
@@ -106,24 +105,20 @@ def _report(log: Logger, call: Callable[..., None], *args: Any) -> None:
         log.warning(f"reporting failed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-def _run_module(prepared: PreparedJob, context: RunContext) -> JobResult:
-    job, log, stop = prepared.job, context.log, context.stop
+def _run_module(module: Module, context: JobContext, result: JobResult) -> None:
     try:
-        result = prepared.module.run(context)
-        if stop.is_set():
-            result.interrupted = True
-        return result
-    except JobError as exc:
+        module.run(context, result)
+        result.interrupted = result.interrupted or context.stop.is_set()
+        return
+    except MolibackupError as exc:  # a JobError, or an AwsError that stopped the job
         message = str(exc)
-    except AWS_ERRORS as exc:
-        message = explain(exc)
     except Exception as exc:  # one broken job must not stop the others
-        log.opt(exception=True).debug("traceback of the unexpected error")
-        message = f"unexpected error: {explain(exc)} (set loglevel: debug for the traceback)"
-    log.error(f"job {job.name} failed: {message}")
-    context.result.errors.append(message)
-    context.result.interrupted = stop.is_set()
-    return context.result
+        context.log.opt(exception=True).debug("traceback of the unexpected error")
+        message = (f"unexpected error: {describe_unexpected(exc)} (set loglevel: debug for the "
+                   "traceback)")
+    context.log.error(f"job {context.job.name} failed: {message}")
+    result.errors.append(message)
+    result.interrupted = context.stop.is_set()
 
 
 def default_reporters(config: Config) -> list[Reporter]:
@@ -143,7 +138,6 @@ def run(
     *,
     force_dry_run: bool = False,
     clock: Clock = utc_now,
-    session_factory: Callable[[JobConfig], boto3.Session] = make_session,
     interruption: Interruption | None = None,
     reporters: Sequence[Reporter] | None = None,
 ) -> list[JobOutcome]:
@@ -163,7 +157,7 @@ def run(
         # Listed before it runs: an interruption's last summary counts what it has done.
         outcomes.append(JobOutcome(prepared.job.name, result))
         outcomes[-1] = JobOutcome(prepared.job.name, run_job(
-            prepared, config, clock, session_factory, result=result, stop=interruption.stop,
+            prepared, config, clock, result=result, stop=interruption.stop,
             reporters=reporters))
     interruption.last_words = lambda: None
     summarise(outcomes, jobs, interruption)
@@ -174,9 +168,7 @@ def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[PreparedJob],
               interruption: Interruption) -> None:
     for outcome in outcomes:
         log = logger.bind(job=outcome.name)
-        status = ("INTERRUPTED" if outcome.result.interrupted
-                  else "ok" if outcome.ok else "FAILED")
-        line = f"job {outcome.name}: {status}: {outcome.result.summary()}"
+        line = f"job {outcome.name}: {outcome.result.status}: {outcome.result.summary()}"
         (log.info if outcome.ok and not outcome.result.interrupted else log.error)(line)
     failed = sum(not outcome.ok for outcome in outcomes)
     if interruption.requested:

@@ -25,8 +25,8 @@ import jsonschema.validators
 from jsonschema_specifications import REGISTRY as METASCHEMAS  # type: ignore[import-untyped]
 
 from molibackup.errors import ConfigError
+from molibackup.sensitive import SECRET_OPTIONS
 
-SECRET_OPTIONS = frozenset({"accesskey_secret", "ping_url", "external_id"})
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\x85\u2028\u2029]")
 
 _TYPE_WORDS = {
@@ -109,8 +109,10 @@ def _is_secret(path: Iterable[Any], schema: Mapping[str, Any]) -> bool:
     return bool(schema.get("writeOnly")) or bool(parts and parts[-1] in SECRET_OPTIONS)
 
 
-def messages_for(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
-    """(location, message) pairs for one schema error."""
+def messages_for(error: jsonschema.ValidationError,
+                 secret_values: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
+    """(location, message) pairs for one schema error; a value that is also a secret's value
+    elsewhere in the file is not shown either."""
     instance: Any = error.instance
     value: Any = error.validator_value
     where = location(error.absolute_path)
@@ -118,8 +120,9 @@ def messages_for(error: jsonschema.ValidationError) -> list[tuple[str, str]]:
     expected = (schema.get("x-expected-pattern") if error.validator == "pattern" else None
                 ) or schema.get("x-expected")
     # A secret's value must not reach the log, even when it is the wrong type.
-    got = ("a value (not shown: it is secret)" if _is_secret(error.absolute_path, schema)
-           else describe(instance))
+    hidden = _is_secret(error.absolute_path, schema) or (
+        isinstance(instance, str | int | float) and str(instance) in secret_values)
+    got = "a value (not shown: it is secret)" if hidden else describe(instance)
     kind = error.validator
     if kind == "additionalProperties" and isinstance(instance, dict):
         allowed = sorted(schema.get("properties", {}))
@@ -199,13 +202,14 @@ def _path_key(error: jsonschema.ValidationError) -> list[str]:
 
 
 def schema_problems(data: Any, schema: Mapping[str, Any] | bool, source: Path,
-                    prefix: Iterable[Any] = ()) -> list[str]:
+                    prefix: Iterable[Any] = (),
+                    secret_values: frozenset[str] = frozenset()) -> list[str]:
     """One line per problem of `data` against `schema`, located below `prefix`."""
     lines: list[str] = []
     base = list(prefix)
     for error in sorted(validator_for(schema).iter_errors(data), key=_path_key):
         for leaf in _leaf_errors(error):
-            for where, message in messages_for(leaf):
+            for where, message in messages_for(leaf, secret_values):
                 full = location([*base, where]) if base and where != "(top level)" else (
                     location(base) if base else where)
                 line = f"{source}: {full}: {message}"
@@ -255,7 +259,8 @@ def _which(text: str) -> str:
     return f"a control character (U+{ord(match.group()):04X})"
 
 
-def module_guess_problems(data: Any, schema: Mapping[str, Any], source: Path) -> list[str]:
+def module_guess_problems(data: Any, schema: Mapping[str, Any], source: Path,
+                          secret_values: frozenset[str] = frozenset()) -> list[str]:
     """Problems of jobs whose module is missing or unknown, checked as the closest module.
 
     A wrong `module:` would otherwise hide every other mistake of the job until it is fixed.
@@ -277,7 +282,7 @@ def module_guess_problems(data: Any, schema: Mapping[str, Any], source: Path) ->
         as_guess = {**job, "module": guess}
         lines.extend(schema_problems(
             as_guess, {"definitions": definitions, "$ref": f"#/definitions/{guess}"}, source,
-            prefix=["jobs", name]))
+            prefix=["jobs", name], secret_values=secret_values))
     return lines
 
 
@@ -300,13 +305,14 @@ def named_keys_only(data: Any, source: Path, problems: list[str], path: tuple[An
     return data
 
 
-def check(data: Any, schema: Mapping[str, Any] | bool, source: Path) -> list[str]:
+def check(data: Any, schema: Mapping[str, Any] | bool, source: Path,
+          secret_values: frozenset[str] = frozenset()) -> list[str]:
     """Every problem of raw configuration data, one line each."""
     lines: list[str] = []
     data = named_keys_only(data, source, lines)
-    lines += schema_problems(data, schema, source)
+    lines += schema_problems(data, schema, source, secret_values=secret_values)
     if isinstance(schema, dict):
-        lines += [line for line in module_guess_problems(data, schema, source)
+        lines += [line for line in module_guess_problems(data, schema, source, secret_values)
                   if line not in lines]
     # A name or value already refused (by a pattern) needs no second line about its characters.
     refused = {line.split(": ", 2)[1] for line in lines if line.count(": ") >= 2}

@@ -220,3 +220,29 @@ def test_a_denied_call_names_the_missing_permission(
     assert result.returncode == 2
     assert "not allowed to call ec2:CreateSnapshot (UnauthorizedOperation)" in result.stderr
     assert "job allowed: ok" in result.stderr
+
+
+def test_a_dummy_key_too_short_to_be_a_credential_masks_no_ordinary_text(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    fleet.instance({"Backup": "daily"})
+    path = write_config({"jobs": {"copy_to-job": job(instance_tag="Backup=daily")}},
+                        name="c.yaml")
+    env = {**os.environ, "AWS_SECRET_ACCESS_KEY": "y"}
+    result = molibackup("-c", str(path), "--dry-run", env=env)
+    assert result.returncode == 0, result.stderr
+    assert f"configuration: {path}" in result.stderr
+    assert "dry run" in result.stderr
+    assert "copy_to-job" in result.stderr
+    assert "***" not in result.stderr
+
+
+def test_an_unknown_region_passes_validate_with_a_warning_naming_the_closest(
+    write_config: Callable[..., Path]
+) -> None:
+    path = write_config({"jobs": {"web": job(aws_region="us-west-99", instance_tag="A=b")}})
+    result = molibackup("-c", str(path), "--validate")
+    assert result.returncode == 0, result.stderr
+    (warning,) = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert "jobs.web.aws_region: us-west-99 is not a region" in warning
+    assert "did you mean us-west-" in warning

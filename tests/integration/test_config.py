@@ -29,7 +29,8 @@ VALID = {"global": {"loglevel": "info"}, "jobs": {"myjob01": job(instance_id="lo
 
 def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> None:
     loaded = config.load(write_config(VALID))
-    assert loaded.settings == config.GlobalSettings("info", "text", 8, None, 10, 60)
+    assert loaded.settings == config.GlobalSettings(
+        "info", "text", 8, None, 10, 60, config.MetricsSettings(None, None, 5), None)
     (only,) = loaded.jobs
     assert (only.name, only.module, only.enabled, only.dryrun) == (
         "myjob01", "ebs-snapshot", True, False)

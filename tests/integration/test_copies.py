@@ -9,6 +9,7 @@ shared by another account uses `copy_snapshots_shared_by_other_accounts` in
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,8 +23,9 @@ from moto.backends import get_backend
 from moto.ec2.models.elastic_block_store import EBSBackend
 
 from molibackup import retention
-from molibackup.config import GlobalSettings, JobConfig
-from molibackup.modules.base import JobResult, RunContext
+from molibackup.aws import ec2_client
+from molibackup.config import JobConfig, default_settings
+from molibackup.modules.base import JobContext, JobResult
 from molibackup.modules.ebs_snapshot import copier
 from molibackup.modules.ebs_snapshot.options import CopyTarget
 from tests.conftest import CliRun, job
@@ -257,17 +259,18 @@ def test_an_encrypted_source_the_destination_cannot_use_is_explained_in_words() 
     session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="y")
     config = JobConfig(name="dr", module="ebs-snapshot", enabled=True, dryrun=False,
                        source=Path("test.yaml"), options={"aws_region": REGION})
-    context = RunContext(job=config, settings=GlobalSettings(), dry_run=False,
-                         now=datetime.now(UTC), log=logger.bind(job="dr"),
-                         session_factory=lambda _: session, result=JobResult())
-    source = copier.Source(session, session.client("ec2", region_name=REGION), REGION, ACCOUNT)
+    context = JobContext(job=config, settings=default_settings(), now=datetime.now(UTC),
+                         dry_run=False, run_id="test", log=logger.bind(job="dr"),
+                         stop=threading.Event())
+    source = copier.Source(session, ec2_client(session, REGION, context.settings), REGION,
+                           ACCOUNT)
     target = CopyTarget(region=DR_REGION, role_arn=None, external_id=None,
                         policy=retention.Policy(), encrypted=True, kms_key_id="alias/vault",
                         copy_tags=False)
-    destination = copier.Destination(source, target, context)
+    destination = copier.Destination(source, target, context, JobResult())
     snapshot = retention.Snapshot("snap-0123456789abcdef0", "vol-0123456789abcdef0",
                                   datetime.now(UTC), "completed", "db")
-    with Stubber(destination.copy_client) as stub:
+    with Stubber(destination.copy_client.raw) as stub:  # type: ignore[attr-defined]
         stub.add_client_error(
             "copy_snapshot", service_error_code="KMS.DisabledException",
             service_message="The KMS key is not usable.", http_status_code=400,

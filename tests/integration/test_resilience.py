@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from molibackup.modules.ebs_snapshot import creator
+from molibackup.modules.ebs_snapshot import snapshotter
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault, empty_answer, random_faults
 from tests.support.fleet import Fleet, Instance, tags_of
@@ -113,7 +113,7 @@ def test_the_per_volume_rate_limit_is_waited_out(
     fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path], run_cli: Run,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(creator, "PER_VOLUME_RATE_WAIT", 0.3)
+    monkeypatch.setattr(snapshotter, "PER_VOLUME_RATE_WAIT", 0.3)
     web = fleet.instance({"Backup": "daily"})
     refused: set[str] = set()
 

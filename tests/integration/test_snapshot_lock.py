@@ -8,7 +8,6 @@ model; the wiring of a whole run is tested against the emulator, where the lock 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,33 +16,34 @@ import pytest
 from botocore.stub import Stubber
 from loguru import logger
 
-from molibackup.config import GlobalSettings, JobConfig
-from molibackup.modules.base import JobResult, RunContext
+from molibackup import config
+from molibackup.aws import GuardedClient
 from molibackup.modules.ebs_snapshot import EbsSnapshot
 from molibackup.modules.ebs_snapshot.creation import lock_snapshot
 from tests.conftest import CliRun, job
 from tests.support.fleet import Fleet
 
 
-def module_and_context(**options: Any) -> tuple[EbsSnapshot, RunContext]:
-    raw = {"aws_region": "us-west-2", "retention": 30, "min_keep": 1, "allow_empty": False,
-           "copy_volume_tags": False, **options}
-    config = JobConfig(name="locked", module="ebs-snapshot", enabled=True, dryrun=False,
-                       source=Path("test.yaml"), options=raw)
-    context = RunContext(job=config, settings=GlobalSettings(), dry_run=False,
-                         now=datetime.now(UTC), log=logger.bind(job="locked"),
-                         session_factory=lambda _: boto3.Session(), result=JobResult())
-    return EbsSnapshot.from_config(config), context
+def locked_module(**options: Any) -> EbsSnapshot:
+    loaded = config.build_config({"jobs": {"locked": {
+        "module": "ebs-snapshot", "aws_region": "us-west-2", "retention": 30, **options}}},
+        Path("test.yaml"))
+    return EbsSnapshot.from_config(loaded.jobs[0])
+
+
+def guarded_client() -> Any:
+    """A client as molibackup makes them: its failures arrive as AwsError."""
+    return GuardedClient(boto3.client("ec2", region_name="us-west-2", aws_access_key_id="x",
+                                      aws_secret_access_key="y"))
 
 
 @pytest.mark.parametrize(("mode", "days"), [("governance", 7), ("compliance", 3650)])
 def test_a_new_snapshot_is_locked_with_the_configured_mode_and_duration(
     mode: str, days: int
 ) -> None:
-    module, context = module_and_context(lock_mode=mode, lock_duration=days)
-    client = boto3.client("ec2", region_name="us-west-2", aws_access_key_id="x",
-                          aws_secret_access_key="y")
-    with Stubber(client) as stub:
+    module = locked_module(lock_mode=mode, lock_duration=days)
+    client = guarded_client()
+    with Stubber(client.raw) as stub:
         stub.add_response(
             "lock_snapshot",
             {"SnapshotId": "snap-0123456789abcdef0", "LockState": mode, "LockDuration": days},
@@ -51,20 +51,19 @@ def test_a_new_snapshot_is_locked_with_the_configured_mode_and_duration(
                              "LockDuration": days})
         assert module.options.lock is not None
         assert lock_snapshot(client, "snap-0123456789abcdef0", module.options.lock,
-                             context.log) is None
+                             logger.bind(job="locked")) is None
         stub.assert_no_pending_responses()
 
 
 def test_a_refused_lock_is_reported_and_the_snapshot_stays() -> None:
-    module, context = module_and_context(lock_mode="compliance", lock_duration=30)
-    client = boto3.client("ec2", region_name="us-west-2", aws_access_key_id="x",
-                          aws_secret_access_key="y")
-    with Stubber(client) as stub:
+    module = locked_module(lock_mode="compliance", lock_duration=30)
+    client = guarded_client()
+    with Stubber(client.raw) as stub:
         stub.add_client_error("lock_snapshot", service_error_code="UnauthorizedOperation",
                               service_message="not authorized", http_status_code=403)
         assert module.options.lock is not None
         message = lock_snapshot(client, "snap-0123456789abcdef0", module.options.lock,
-                                context.log)
+                                logger.bind(job="locked"))
     assert message is not None
     assert "snapshot snap-0123456789abcdef0 created but not locked" in message
     assert "ec2:LockSnapshot" in message

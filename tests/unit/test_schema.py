@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 
 from molibackup.config import packaged_schema
 from molibackup.modules import REGISTRY
@@ -37,9 +38,16 @@ def test_the_schema_is_a_valid_draft_07_schema() -> None:
     jsonschema.Draft7Validator.check_schema(schema)
 
 
-def test_the_packaged_schema_is_byte_identical_to_the_source() -> None:
-    packaged = ROOT / "src" / "molibackup" / "schema.json"
-    assert packaged.read_bytes() == SCHEMA_FILE.read_bytes(), "run `make schema`"
+@pytest.mark.parametrize("copy", ["src/molibackup/schema.json",
+                                  "chart/files/molibackup.schema.json"])
+def test_the_packaged_and_chart_schemas_are_the_one_schema_file(copy: str) -> None:
+    path = ROOT / copy
+    assert path.is_symlink(), f"{copy} must link to schema/molibackup.schema.json"
+    assert path.resolve() == SCHEMA_FILE.resolve()
+    assert path.read_bytes() == SCHEMA_FILE.read_bytes()
+
+
+def test_the_package_reads_the_one_schema() -> None:
     assert packaged_schema() == load()
 
 

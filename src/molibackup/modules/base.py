@@ -1,10 +1,8 @@
-"""What every module provides, and what it reports back."""
+"""What the runner hands a job, what the job reports back, and what every module provides."""
 
 from __future__ import annotations
 
 import threading
-import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Protocol, Self
@@ -13,8 +11,9 @@ from molibackup.aws import CallStats
 from molibackup.config import GlobalSettings, JobConfig
 
 if TYPE_CHECKING:
-    import boto3
     from loguru import Logger
+
+OK, FAILED, INTERRUPTED = "ok", "FAILED", "INTERRUPTED"
 
 
 @dataclass(frozen=True)
@@ -28,10 +27,27 @@ class VolumeBackup:
     pending: int = 0  # snapshots of the job still being made
 
 
+@dataclass(frozen=True)
+class JobContext:
+    """What the runner hands a job for one run; `now` is fixed once per run."""
+
+    job: JobConfig
+    settings: GlobalSettings
+    now: datetime
+    dry_run: bool
+    #: Identifies this run of the job: in snapshot tags, pings and logs.
+    run_id: str
+    log: Logger
+    #: Set by SIGTERM/SIGINT: start nothing new (no snapshot, no deletion), report.
+    stop: threading.Event
+
+
 @dataclass
 class JobResult:
-    """Counts for the summary line; any error makes the job fail (exit status 2)."""
+    """What a job gathers as it goes, so that one stopped by an error still reports what it
+    had done (snapshots created before a failed listing, say). Any error fails the job."""
 
+    dry_run: bool = False  # created/deleted then count what would have been done
     created: int = 0
     recent: int = 0  # volumes not snapshotted: one of their snapshots is within min_interval
     deleted: int = 0
@@ -42,12 +58,21 @@ class JobResult:
     copying: bool = False  # the job copies elsewhere: the summary says how many
     errors: list[str] = field(default_factory=list)
     volumes: list[VolumeBackup] = field(default_factory=list)  # every volume selected
-    dry_run: bool = False  # created/deleted then count what would have been done
     interrupted: bool = False  # a signal stopped the job: what is counted is what was done
+    stats: CallStats = field(default_factory=CallStats)  # the job's AWS requests
 
     @property
     def ok(self) -> bool:
         return not self.errors
+
+    @property
+    def succeeded(self) -> bool:
+        return self.ok and not self.interrupted
+
+    @property
+    def status(self) -> str:
+        """The status word of summaries and pings."""
+        return INTERRUPTED if self.interrupted else OK if self.ok else FAILED
 
     def summary(self) -> str:
         would = "would have " if self.dry_run else ""
@@ -58,28 +83,6 @@ class JobResult:
                 + (f", {would}archived {self.archived}" if self.archived else "")
                 + (" (dry run)" if self.dry_run else "")
                 + (" (interrupted)" if self.interrupted else ""))
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """Everything a job needs from the runner; `now` is fixed once per job run.
-
-    The module counts into `result` as it goes, so that a job stopped by an error still
-    reports what it had done (snapshots created before a failed listing, say).
-    """
-
-    job: JobConfig
-    settings: GlobalSettings
-    dry_run: bool
-    now: datetime
-    log: Logger
-    session_factory: Callable[[JobConfig], boto3.Session]
-    result: JobResult = field(default_factory=JobResult)
-    #: Set by SIGTERM/SIGINT: start nothing new (no snapshot, no deletion), report.
-    stop: threading.Event = field(default_factory=threading.Event)
-    #: Identifies this run of the job: in snapshot tags, pings and logs.
-    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    stats: CallStats = field(default_factory=CallStats)
 
 
 class Module(Protocol):
@@ -93,8 +96,12 @@ class Module(Protocol):
         """Parse the job's module options; raise ConfigError listing every problem."""
         ...
 
-    def run(self, context: RunContext) -> JobResult:
-        """Do the job. Raise JobError for a failure that stops it early."""
+    def warnings(self) -> list[str]:
+        """Doubts about options that are valid but may be mistakes (an unknown region)."""
+        ...
+
+    def run(self, context: JobContext, result: JobResult) -> None:
+        """Do the job, counting into `result`. Raise JobError for a failure that stops it."""
         ...
 
     @property
@@ -102,6 +109,6 @@ class Module(Protocol):
         """The shortest time between two backups of a volume, if the job sets one."""
         ...
 
-    def coverage(self, context: RunContext) -> list[VolumeBackup]:
+    def coverage(self, settings: GlobalSettings, log: Logger) -> list[VolumeBackup]:
         """What the job would back up, and its newest backups; reads only, writes nothing."""
         ...

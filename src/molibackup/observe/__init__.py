@@ -34,7 +34,7 @@ class Finished:
 
     @property
     def succeeded(self) -> bool:
-        return self.result.ok and not self.result.interrupted
+        return self.result.succeeded
 
 
 class Reporter(Protocol):

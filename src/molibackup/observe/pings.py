@@ -46,10 +46,9 @@ class PingReporter:
         base = self.url_for(run)
         if not base:
             return
-        result, succeeded = finished.result, finished.succeeded
-        event = "" if succeeded else "fail"
-        status = "ok" if succeeded else ("INTERRUPTED" if result.interrupted else "FAILED")
-        lines = [f"job {run.job.name}: {status}: {result.summary()} "
+        result = finished.result
+        event = "" if finished.succeeded else "fail"
+        lines = [f"job {run.job.name}: {result.status}: {result.summary()} "
                  f"in {finished.duration_seconds:.1f} s (run {run.run_id})", *result.errors]
         self.send(run, ping_url(base, event, run.run_id), event or "success",
                   "\n".join(lines)[:MAX_BODY])

@@ -17,18 +17,19 @@ from typing import TYPE_CHECKING, Any
 import boto3
 
 from molibackup import retention
-from molibackup.aws import AWS_ERRORS, assume_role, ec2_client, error_code, explain, paginate
+from molibackup.aws import assume_role, ec2_client, paginate, session_name_for
+from molibackup.awserror import AwsError
 from molibackup.errors import JobError
-from molibackup.modules.base import RunContext
+from molibackup.modules.base import JobContext, JobResult
 from molibackup.modules.ebs_snapshot import rotation
 from molibackup.modules.ebs_snapshot.options import CopyTarget
 from molibackup.modules.ebs_snapshot.tagging import (
     CREATED_BY,
     JOB_TAG,
     MAX_DESCRIPTION,
-    MAX_TAGS,
     VOLUME_TAG,
     tag_dict,
+    tag_list,
     timestamp,
 )
 
@@ -46,8 +47,6 @@ SOURCE_REGION_TAG = "molibackup:source-region"
 SOURCE_ACCOUNT_TAG = "molibackup:source-account"
 SOURCE_TIME_TAG = "molibackup:source-time"
 SHARE_TAG_PREFIX = "molibackup:shared-with:"
-OURS = frozenset({"Name", CREATED_BY[0], JOB_TAG, VOLUME_TAG, SOURCE_SNAPSHOT_TAG,
-                  SOURCE_REGION_TAG, SOURCE_ACCOUNT_TAG, SOURCE_TIME_TAG})
 
 
 @dataclass
@@ -67,34 +66,51 @@ class Outcome:
     limited: bool = False
 
 
-def copy_everywhere(source: Source, snapshots: list[retention.Snapshot], context: RunContext,
-                    targets: tuple[CopyTarget, ...]) -> None:
+def copy_everywhere(source: Source, snapshots: list[retention.Snapshot], context: JobContext,
+                    result: JobResult, targets: tuple[CopyTarget, ...]) -> None:
     for target in targets:
         if context.stop.is_set():
             return
         try:
-            Destination(source, target, context).run(snapshots)
-        except (JobError, *AWS_ERRORS) as exc:
-            message = (f"copies to {target.describe()}: "
-                       f"{exc if isinstance(exc, JobError) else explain(exc)}")
+            Destination(source, target, context, result).run(snapshots)
+        except (JobError, AwsError) as exc:
+            message = f"copies to {target.describe()}: {exc}"
             context.log.error(message)
-            context.result.errors.append(message)
+            result.errors.append(message)
+
+
+def copies_wanted(sources: list[retention.Snapshot], existing: list[retention.Snapshot],
+                  copied: set[str], now: datetime, policy: retention.Policy
+                  ) -> tuple[list[retention.Snapshot], list[retention.Snapshot]]:
+    """The completed sources without a copy in a destination that its rules would keep,
+    newest first; and those its rules would not keep (older than they keep)."""
+    candidates = [s for s in sources
+                  if s.state == retention.COMPLETED and s.snapshot_id not in copied]
+    if not candidates:
+        return [], []
+    decisions = retention.plan([*existing, *candidates], now, policy)
+    keep = {d.snapshot.snapshot_id for d in decisions if not d.delete}
+    wanted = sorted((s for s in candidates if s.snapshot_id in keep),
+                    key=lambda s: s.start_time, reverse=True)
+    return wanted, [s for s in candidates if s.snapshot_id not in keep]
 
 
 class Destination:
-    def __init__(self, source: Source, target: CopyTarget, context: RunContext) -> None:
+    def __init__(self, source: Source, target: CopyTarget, context: JobContext,
+                 result: JobResult) -> None:
         self.source = source
         self.target = target
         self.context = context
+        self.result = result
         self.log = context.log
         self.label = target.describe()
         session = source.session
         if target.role_arn:
             session = assume_role(source.session, target.role_arn, target.external_id,
-                                  f"molibackup-copy-{context.job.name}"[:64])
-        self.client = ec2_client(session, target.region, context.settings, stats=context.stats)
-        self.copy_client = ec2_client(session, target.region, context.settings, max_attempts=1,
-                                      stats=context.stats)
+                                  session_name_for(context.job.name, "molibackup-copy"))
+        self.client = ec2_client(session, target.region, context.settings, stats=result.stats)
+        self.copy_client = ec2_client(session, target.region, context.settings, attempts=1,
+                                      stats=result.stats)
         self.shared = target.account is not None and target.account != source.account
         self.share_tag = f"{SHARE_TAG_PREFIX}{target.account}"
 
@@ -107,7 +123,7 @@ class Destination:
         wanted = self.wanted(sources, existing, copied_sources)
         in_flight = sum(r.state == "pending" for r in existing)
         outcome = self.copy(wanted, max(0, COPIES_IN_FLIGHT - in_flight))
-        self.context.result.copied += len(outcome.copied)
+        self.result.copied += len(outcome.copied)
         if self.shared and outcome.copied:
             self.unshare_copied(self.copies())
         new = [retention.Snapshot(copy_id, snap.volume_id, snap.start_time, "pending", snap.name)
@@ -116,8 +132,8 @@ class Destination:
             return
         decisions = retention.plan([*existing, *new], self.context.now, self.target.policy,
                                    protected_volumes=frozenset(outcome.failed_volumes))
-        rotation.apply(self.client, decisions, self.target.policy, self.context.result,
-                       self.context, where=f" in {self.label}")
+        rotation.apply(self.client, decisions, self.target.policy, self.result, self.context,
+                       where=f" in {self.label}")
 
     def copies(self) -> dict[str, tuple[str, retention.Snapshot]]:
         """The job's copies in this destination: id -> (source id, record dated by source)."""
@@ -142,21 +158,12 @@ class Destination:
 
     def wanted(self, sources: list[retention.Snapshot], existing: list[retention.Snapshot],
                copied: set[str]) -> list[retention.Snapshot]:
-        """Completed sources without a copy here that this destination's rules would keep,
-        newest first."""
-        candidates = [s for s in sources
-                      if s.state == retention.COMPLETED and s.snapshot_id not in copied]
-        if not candidates:
-            return []
-        decisions = retention.plan([*existing, *candidates], self.context.now,
-                                   self.target.policy)
-        keep = {d.snapshot.snapshot_id for d in decisions if not d.delete}
-        for source in candidates:
-            if source.snapshot_id not in keep:
-                self.log.info(f"snapshot {source.snapshot_id} not copied to {self.label}: its "
-                              "rules would not keep it (it is older than they keep)")
-        return sorted((s for s in candidates if s.snapshot_id in keep),
-                      key=lambda s: s.start_time, reverse=True)
+        wanted, too_old = copies_wanted(sources, existing, copied, self.context.now,
+                                        self.target.policy)
+        for source in too_old:
+            self.log.info(f"snapshot {source.snapshot_id} not copied to {self.label}: its "
+                          "rules would not keep it (it is older than they keep)")
+        return wanted
 
     def copy(self, wanted: list[retention.Snapshot], slots: int) -> Outcome:
         outcome = Outcome()
@@ -166,7 +173,7 @@ class Destination:
             for snap in wanted:
                 self.log.info(f"dry run: would copy snapshot {snap.snapshot_id} {snap.name} "
                               f"(volume {snap.volume_id}) to {self.label}")
-            self.context.result.copied += len(wanted)
+            self.result.copied += len(wanted)
             return outcome
         batch, waiting = wanted[:slots], wanted[slots:]
         if waiting:
@@ -183,7 +190,7 @@ class Destination:
                               f"{self.label} as {copy_id}")
             elif error:
                 message = f"snapshot {snap.snapshot_id} not copied to {self.label}: {error}"
-                self.context.result.errors.append(message)
+                self.result.errors.append(message)
                 self.log.error(message + " (it is tried again on the next run)")
         if outcome.limited:
             self.log.warning(f"EC2's limit of copies in flight to {self.label} was reached: "
@@ -214,9 +221,8 @@ class Destination:
             response = self.copy_client.copy_snapshot(**kwargs)
             copy_id = str(response["SnapshotId"])
             return copy_id, None
-        except AWS_ERRORS as exc:
-            code = error_code(exc)
-            if code in LIMIT_CODES:
+        except AwsError as exc:
+            if exc.code in LIMIT_CODES:
                 outcome.limited = True
                 return None, None
             outcome.failed_volumes.add(snap.volume_id)
@@ -241,8 +247,8 @@ class Destination:
             if raw["SnapshotId"] not in in_progress:
                 self.share(raw["SnapshotId"], "remove")
 
-    def explain_copy_error(self, exc: BaseException) -> str:
-        text = explain(exc)
+    def explain_copy_error(self, exc: AwsError) -> str:
+        text = str(exc)
         lowered = text.lower()
         if "kms" in lowered or ("key" in lowered and "encrypt" in lowered):
             return (f"{text}: the source is encrypted with a KMS key the destination "
@@ -268,12 +274,12 @@ class Destination:
                 UserIds=[self.target.account])
             if operation == "remove":
                 client.delete_tags(Resources=[snapshot_id], Tags=[{"Key": self.share_tag}])
-        except AWS_ERRORS as exc:
+        except AwsError as exc:
             message = (f"snapshot {snapshot_id}: could not {operation} the share with account "
-                       f"{self.target.account}: {explain(exc)}")
+                       f"{self.target.account}: {exc}")
             if operation == "remove":
                 message += " (the snapshot is still shared: remove the share by hand)"
-            self.context.result.errors.append(message)
+            self.result.errors.append(message)
             self.log.error(message)
             return False
         return True
@@ -286,13 +292,9 @@ class Destination:
 
     def copy_tags(self, snap: retention.Snapshot, source_tags: dict[str, str]
                   ) -> list[TagTypeDef]:
-        tags = {"Name": snap.name or snap.snapshot_id, CREATED_BY[0]: CREATED_BY[1],
+        ours = {"Name": snap.name or snap.snapshot_id, CREATED_BY[0]: CREATED_BY[1],
                 JOB_TAG: self.context.job.name, VOLUME_TAG: snap.volume_id,
                 SOURCE_SNAPSHOT_TAG: snap.snapshot_id, SOURCE_REGION_TAG: self.source.region,
                 SOURCE_ACCOUNT_TAG: self.source.account,
                 SOURCE_TIME_TAG: timestamp(snap.start_time)}
-        for key, value in source_tags.items():
-            if key in OURS or key.startswith(("aws:", "molibackup:")) or len(tags) >= MAX_TAGS:
-                continue
-            tags[key] = value
-        return [{"Key": key, "Value": value} for key, value in tags.items()]
+        return tag_list(ours, source_tags, skip_prefixes=("aws:", "molibackup:"))

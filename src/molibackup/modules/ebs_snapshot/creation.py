@@ -1,4 +1,5 @@
-"""Making the run's snapshots: one per volume, or one multi-volume call per instance."""
+"""What a run creates: one snapshot per volume, or one multi-volume call per instance; the
+dry run, the answer checks and the locks. The calls themselves are the Snapshotter's."""
 
 from __future__ import annotations
 
@@ -7,10 +8,10 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from molibackup.aws import AWS_ERRORS, explain
-from molibackup.modules.base import RunContext
-from molibackup.modules.ebs_snapshot.creator import Creator, InstanceRequest, Made
+from molibackup.awserror import AwsError
+from molibackup.modules.base import JobContext
 from molibackup.modules.ebs_snapshot.options import LockPolicy, Options
+from molibackup.modules.ebs_snapshot.snapshotter import InstanceRequest, Made, Snapshotter
 from molibackup.modules.ebs_snapshot.tagging import (
     Volume,
     instance_snapshot_tags,
@@ -34,11 +35,10 @@ class Creation:
 
 
 class Creations:
-    def __init__(self, job_name: str, options: Options, creator: Creator,
-                 context: RunContext) -> None:
-        self.job_name = job_name
+    def __init__(self, options: Options, snapshotter: Snapshotter, context: JobContext) -> None:
+        self.job_name = context.job.name
         self.options = options
-        self.creator = creator
+        self.snapshotter = snapshotter
         self.context = context
 
     def run(self, volumes: list[Volume],
@@ -72,7 +72,7 @@ class Creations:
             return Creation(volume)
         tags = snapshot_tags(volume, self.job_name, context.now, context.run_id,
                              self.options.copy_volume_tags)
-        made, error = self.creator.create(volume, name, tags)
+        made, error = self.snapshotter.create(volume, name, tags)
         if error is not None:
             message = f"volume {volume.volume_id} ({volume.name}): snapshot not created: {error}"
             log.error(message + "; its older snapshots are all kept")
@@ -105,7 +105,7 @@ class Creations:
                                         context.run_id,
                                         copy_volume_tags=self.options.copy_volume_tags),
             copy_volume_tags=self.options.copy_volume_tags)
-        made, error = self.creator.create_for_instance(request)
+        made, error = self.snapshotter.create_for_instance(request)
         by_volume = {m.volume_id: m for m in made or []}
         problem = error or self.check_answer(instance_id, group, by_volume)
         extras = [m for volume_id, m in by_volume.items() if volume_id not in selected]
@@ -141,21 +141,21 @@ class Creations:
         """Snapshots this run made of volumes the job does not select: not the job's to keep."""
         for snapshot in extras:
             try:
-                self.creator.lookup_client.delete_snapshot(SnapshotId=snapshot.snapshot_id)
+                self.snapshotter.clients.main.delete_snapshot(SnapshotId=snapshot.snapshot_id)
                 self.context.log.warning(
                     f"instance {instance_id}: EC2 also snapshotted volume {snapshot.volume_id}, "
                     f"which the job does not select; deleted that snapshot "
                     f"{snapshot.snapshot_id}")
-            except AWS_ERRORS as exc:
+            except AwsError as exc:
                 self.context.log.warning(f"instance {instance_id}: could not delete snapshot "
                                          f"{snapshot.snapshot_id} of unselected volume "
-                                         f"{snapshot.volume_id}: {explain(exc)}")
+                                         f"{snapshot.volume_id}: {exc}")
 
     # --- locks --------------------------------------------------------------------------
 
     def locked(self, creation: Creation) -> Creation:
         if self.options.lock and creation.made:
-            creation.lock_error = lock_snapshot(self.creator.lookup_client,
+            creation.lock_error = lock_snapshot(self.snapshotter.clients.main,
                                                 creation.made.snapshot_id, self.options.lock,
                                                 self.context.log)
         return creation
@@ -167,8 +167,8 @@ def lock_snapshot(client: EC2Client, snapshot_id: str, lock: LockPolicy, log: Lo
     try:
         client.lock_snapshot(SnapshotId=snapshot_id, LockMode=lock.mode,  # type: ignore[arg-type]
                              LockDuration=lock.duration_days)
-    except AWS_ERRORS as exc:
-        message = f"snapshot {snapshot_id} created but not locked: {explain(exc)}"
+    except AwsError as exc:
+        message = f"snapshot {snapshot_id} created but not locked: {exc}"
         log.error(message)
         return message
     log.info(f"locked snapshot {snapshot_id} in {lock.mode} mode for {lock.duration_days} "

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from molibackup import retention
 from molibackup.aws import paginate
 from molibackup.durations import format_duration
-from molibackup.modules.base import RunContext, VolumeBackup
+from molibackup.modules.base import VolumeBackup
 from molibackup.modules.ebs_snapshot.tagging import (
     CREATED_BY,
     JOB_TAG,
@@ -25,6 +25,7 @@ from molibackup.modules.ebs_snapshot.tagging import (
 )
 
 if TYPE_CHECKING:
+    from loguru import Logger
     from mypy_boto3_ec2 import EC2Client
 
 VOLUME_IDS_PER_CALL = 200  # EC2's limit on values of one filter
@@ -74,11 +75,9 @@ def untagged_originals(client: EC2Client, volumes: Iterable[Volume]) -> list[Any
     return found
 
 
-def adopt(client: EC2Client, originals: list[Any], context: RunContext
+def adopt(client: EC2Client, originals: list[Any], job: str, dry_run: bool, log: Logger
           ) -> list[retention.Snapshot]:
     """Tag the original tool's snapshots as this job's; the records of those now owned."""
-    log = context.log
-    job = context.job.name
     adopted: list[retention.Snapshot] = []
     by_volume: dict[str, list[Any]] = {}
     for raw in originals:
@@ -87,7 +86,7 @@ def adopt(client: EC2Client, originals: list[Any], context: RunContext
         for start in range(0, len(raws), RESOURCES_PER_TAG_CALL):
             batch = raws[start:start + RESOURCES_PER_TAG_CALL]
             ids = [raw["SnapshotId"] for raw in batch]
-            if context.dry_run:
+            if dry_run:
                 log.info(f"dry run: would adopt {len(ids)} snapshot(s) of volume {volume_id} "
                          f"made by the original molibackup: {', '.join(ids)}")
             else:
@@ -122,9 +121,10 @@ def backups_of(volumes: list[Volume], snapshots: list[retention.Snapshot]) -> li
 
 
 def due_volumes(volumes: list[Volume], snapshots: list[retention.Snapshot],
-                interval: timedelta, context: RunContext) -> list[Volume]:
+                interval: timedelta, now: datetime, log: Logger) -> tuple[list[Volume], int]:
     """The volumes to snapshot now: those whose newest snapshot of this job (completed or
-    pending; a failed one does not count) is older than min_interval."""
+    pending; a failed one does not count) is older than min_interval; and how many are
+    recent enough."""
     newest: dict[str, retention.Snapshot] = {}
     for snap in snapshots:
         if snap.state != retention.FAILED and (
@@ -134,13 +134,12 @@ def due_volumes(volumes: list[Volume], snapshots: list[retention.Snapshot],
     due = []
     for volume in volumes:
         recent = newest.get(volume.volume_id)
-        if recent is not None and context.now - recent.start_time < interval:
-            age = max(context.now - recent.start_time, timedelta(0))
-            context.log.info(
+        if recent is not None and now - recent.start_time < interval:
+            age = max(now - recent.start_time, timedelta(0))
+            log.info(
                 f"volume {volume.volume_id} ({volume.name}): snapshot {recent.snapshot_id} "
                 f"({recent.state}) is {format_duration(age)} old, within min_interval "
                 f"{format_duration(interval)}: backed up, no new snapshot")
-            context.result.recent += 1
         else:
             due.append(volume)
-    return due
+    return due, len(volumes) - len(due)

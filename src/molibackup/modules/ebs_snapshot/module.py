@@ -1,9 +1,9 @@
-"""The ebs-snapshot module: the order of its stages, and the job's result.
+"""The ebs-snapshot module: the order of its stages.
 
 select (selection.py) -> list the job's snapshots, adopting the original tool's, and skip
 the volumes within min_interval (inventory.py) -> create, per volume or per instance
-(creation.py) -> plan (retention.py) -> delete (rotation.py) -> archive (tiering.py) ->
-copy to other regions and accounts, and rotate there (copier.py).
+(creation.py, through snapshotter.py) -> plan (retention.py) -> delete (rotation.py) ->
+archive (tiering.py) -> copy to other regions and accounts, and rotate there (copier.py).
 """
 
 from __future__ import annotations
@@ -11,34 +11,30 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
-from molibackup import retention
-from molibackup.aws import (
-    AWS_ERRORS,
-    caller_account,
-    ec2_client,
-    explain,
-    local_instance_id,
-)
-from molibackup.config import JobConfig
+import boto3
+
+from molibackup import imds, retention
+from molibackup.aws import caller_account, ec2_client, open_session
+from molibackup.awserror import AwsError
+from molibackup.config import GlobalSettings, JobConfig
 from molibackup.errors import JobError
-from molibackup.log import register_secrets
-from molibackup.modules.base import JobResult, RunContext, VolumeBackup
+from molibackup.modules.base import JobContext, JobResult, VolumeBackup
 from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
-from molibackup.modules.ebs_snapshot.creation import Creations
-from molibackup.modules.ebs_snapshot.creator import Creator
+from molibackup.modules.ebs_snapshot.creation import Creation, Creations
 from molibackup.modules.ebs_snapshot.inventory import backups_of, due_volumes
 from molibackup.modules.ebs_snapshot.options import Options
 from molibackup.modules.ebs_snapshot.selection import Selector, attached_data_volume_ids
+from molibackup.modules.ebs_snapshot.snapshotter import Clients, Snapshotter
 from molibackup.modules.ebs_snapshot.tagging import Volume, snapshot_name
 
 if TYPE_CHECKING:
-    import boto3
+    from loguru import Logger
     from mypy_boto3_ec2 import EC2Client
 
 
 class EbsSnapshot:
     name: ClassVar[str] = "ebs-snapshot"
-    #: Every EC2 action this module may call (the README's IAM policy grants exactly these).
+    #: Every action this module may call (the README's IAM policy grants exactly these).
     permissions: ClassVar[frozenset[str]] = frozenset({
         "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
         "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
@@ -54,60 +50,52 @@ class EbsSnapshot:
     def from_config(cls, job: JobConfig) -> Self:
         return cls(job, Options.from_job(job))
 
+    def warnings(self) -> list[str]:
+        return self.options.warnings(self.job)
+
     @property
     def min_interval(self) -> timedelta | None:
         return self.options.min_interval
 
+    def session(self) -> boto3.Session:
+        return open_session(self.options.credentials, self.job.name)
+
     # --- the run ------------------------------------------------------------------------
 
-    def run(self, context: RunContext) -> JobResult:
-        session = context.session_factory(self.job)
-        client = ec2_client(session, self.options.aws_region, context.settings,
-                            stats=context.stats)
-        log = context.log
-        result = context.result
-        credentials = session.get_credentials()
-        if credentials is not None:
-            frozen = credentials.get_frozen_credentials()
-            register_secrets([frozen.secret_key, frozen.token])
-        log.debug(f"region {self.options.aws_region}, endpoint {client.meta.endpoint_url}, "
-                  f"credentials from {credentials.method if credentials else 'nowhere'}, "
-                  f"retries {getattr(client.meta.config, 'retries', None)}")
-
+    def run(self, context: JobContext, result: JobResult) -> None:
+        session = self.session()
+        region = self.options.aws_region
+        client = ec2_client(session, region, context.settings, stats=result.stats)
+        context.log.debug(f"region {region}, endpoint {client.meta.endpoint_url}, "
+                          f"retries {getattr(client.meta.config, 'retries', None)}")
         result.copying = bool(self.options.copy_to)
-        volumes, root_devices = self.select(session, client, context)
-        owned = self.take_inventory(client, volumes, context)
-        to_snapshot = (volumes if self.options.min_interval is None or owned is None
-                       else due_volumes(volumes, owned, self.options.min_interval, context))
+        volumes, root_devices = self.select(client, context.log)
+        owned = self.take_inventory(client, volumes, context, result)
+        to_snapshot = volumes
+        if self.options.min_interval is not None and owned is not None:
+            to_snapshot, result.recent = due_volumes(volumes, owned, self.options.min_interval,
+                                                     context.now, context.log)
 
         # CreateSnapshot(s) has no idempotency token: its retries are ours, so that an answer
         # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
-        creator = Creator(self.job.name, ec2_client(session, self.options.aws_region,
-                                                    context.settings, max_attempts=1,
-                                                    stats=context.stats),
-                          client, context.run_id, context)
+        clients = Clients(main=client, create=ec2_client(session, region, context.settings,
+                                                         attempts=1, stats=result.stats))
         attached = (attached_data_volume_ids(client, to_snapshot, root_devices)
                     if self.options.consistency == "instance" and not context.dry_run else None)
-        creations = Creations(self.job.name, self.options, creator, context).run(
+        creations = Creations(self.options, Snapshotter(clients, context), context).run(
             to_snapshot, attached)
-        for creation in creations:
-            result.created += creation.made is not None or (
-                context.dry_run and creation.error is None and not creation.not_started)
-            result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
-        failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
-        new = [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
-                                  c.made.state, snapshot_name(c.volume, context.now))
-               for c in creations if c.made]
+        new = self.count_creations(creations, context, result)
         result.volumes = backups_of(volumes, [*(owned or []), *new])
         if context.stop.is_set():
             not_started = sum(c.not_started for c in creations)
-            log.warning(f"run interrupted: {not_started} volume(s) not snapshotted; rotation "
-                        "not started, nothing deleted")
-            return result
+            context.log.warning(f"run interrupted: {not_started} volume(s) not snapshotted; "
+                                "rotation not started, nothing deleted")
+            return
         if owned is None:
-            log.error("rotation skipped: the job's snapshots could not be listed")
-            return result
+            context.log.error("rotation skipped: the job's snapshots could not be listed")
+            return
 
+        failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
         decisions = retention.plan([*owned, *new], context.now, self.options.policy,
                                    protected_volumes=failed_volumes)
         rotation.apply(client, decisions, self.options.policy, result, context)
@@ -115,41 +103,52 @@ class EbsSnapshot:
             tiering.archive(client, decisions, self.options.archive_after_days, result, context)
         if self.options.copy_to:
             kept = [d.snapshot for d in decisions if not d.delete]
-            source = copier.Source(session, client, self.options.aws_region,
-                                   caller_account(session, self.options.aws_region))
-            copier.copy_everywhere(source, kept, context, self.options.copy_to)
-        return result
+            source = copier.Source(session, client, region, caller_account(session, region))
+            copier.copy_everywhere(source, kept, context, result, self.options.copy_to)
 
-    def select(self, session: boto3.Session, client: EC2Client, context: RunContext
+    @staticmethod
+    def count_creations(creations: list[Creation], context: JobContext, result: JobResult
+                        ) -> list[retention.Snapshot]:
+        """Count what was created (or would be, in a dry run); the new snapshots' records."""
+        for creation in creations:
+            result.created += creation.made is not None or (
+                context.dry_run and creation.error is None and not creation.not_started)
+            result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
+        return [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
+                                   c.made.state, snapshot_name(c.volume, context.now))
+                for c in creations if c.made]
+
+    def instance_id(self, log: Logger | None = None) -> str | None:
+        """The instance the job names; 'local' asks the instance metadata service."""
+        if self.options.instance_id != "local":
+            return self.options.instance_id
+        instance_id = imds.local_instance_id()
+        if log is not None:
+            log.info(f"instance_id 'local' is {instance_id}")
+        return instance_id
+
+    def select(self, client: EC2Client, log: Logger
                ) -> tuple[list[Volume], dict[str, str | None]]:
         """The volumes to back up, and the root device of each instance seen."""
-        instance_id = self.options.instance_id
-        if instance_id == "local":
-            instance_id = local_instance_id(session)
-            context.log.info(f"instance_id 'local' is {instance_id}")
-        selector = Selector(self.options, client, context)
+        instance_id = self.instance_id(log)
+        selector = Selector(self.options, client, log)
         volumes = selector.select(instance_id)
         if not volumes:
             what = selector.describe(instance_id)
             if not self.options.allow_empty:
                 raise JobError(f"no volume matched ({what}): nothing would be backed up; fix the "
                                "selection, or set allow_empty: true if that is expected")
-            context.log.warning(f"no volume matched ({what}); allow_empty is set, so this is "
-                                "not an error")
+            log.warning(f"no volume matched ({what}); allow_empty is set, so this is not an "
+                        "error")
         return volumes, selector.root_devices
 
-    def coverage(self, context: RunContext) -> list[VolumeBackup]:
-        session = context.session_factory(self.job)
-        client = ec2_client(session, self.options.aws_region, context.settings,
-                            stats=context.stats)
-        instance_id = self.options.instance_id
-        if instance_id == "local":
-            instance_id = local_instance_id(session)
-        volumes = Selector(self.options, client, context).select(instance_id)
+    def coverage(self, settings: GlobalSettings, log: Logger) -> list[VolumeBackup]:
+        client = ec2_client(self.session(), self.options.aws_region, settings)
+        volumes = Selector(self.options, client, log).select(self.instance_id())
         return backups_of(volumes, list(inventory.own_snapshots(client, self.job.name)))
 
-    def take_inventory(self, client: EC2Client, volumes: list[Volume], context: RunContext
-                       ) -> list[retention.Snapshot] | None:
+    def take_inventory(self, client: EC2Client, volumes: list[Volume], context: JobContext,
+                       result: JobResult) -> list[retention.Snapshot] | None:
         """The job's snapshots (and the original tool's, when adopting), listed before any
         is created. None when they cannot be listed: the backups are still made (unless
         min_interval needs the list), rotation is skipped, and the job fails."""
@@ -158,13 +157,14 @@ class EbsSnapshot:
             if self.options.adopt_untagged and volumes:
                 originals = inventory.untagged_originals(client, volumes)
                 if originals:
-                    owned += inventory.adopt(client, originals, context)
-        except AWS_ERRORS as exc:
-            message = f"could not list the job's snapshots: {explain(exc)}"
+                    owned += inventory.adopt(client, originals, self.job.name, context.dry_run,
+                                             context.log)
+        except AwsError as exc:
+            message = f"could not list the job's snapshots: {exc}"
             if self.options.min_interval is not None:
                 raise JobError(f"{message}; without them min_interval cannot be honoured, so "
                                "no snapshot was made") from None
             context.log.error(message)
-            context.result.errors.append(message)
+            result.errors.append(message)
             return None
         return owned

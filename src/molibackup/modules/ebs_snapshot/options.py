@@ -10,7 +10,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from molibackup import durations, retention
-from molibackup.config import JobConfig
+from molibackup.aws import CredentialSettings, region_doubt
+from molibackup.config import JobConfig, option_default
 from molibackup.errors import ConfigError
 
 
@@ -78,6 +79,7 @@ class LockPolicy:
 @dataclass(frozen=True)
 class Options:
     aws_region: str
+    credentials: CredentialSettings
     policy: retention.Policy
     instance_id: str | None
     instance_tags: Mapping[str, str]
@@ -87,11 +89,11 @@ class Options:
     lock: LockPolicy | None
     min_interval: timedelta | None
     adopt_untagged: bool
-    claims: ClaimSelector | None = None
-    exclude_boot_volume: bool = False
-    consistency: str = "volume"
-    archive_after_days: int | None = None
-    copy_to: tuple[CopyTarget, ...] = ()
+    claims: ClaimSelector | None
+    exclude_boot_volume: bool
+    consistency: str
+    archive_after_days: int | None
+    copy_to: tuple[CopyTarget, ...]
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -110,7 +112,7 @@ class Options:
                 problems.append(job.problem("min_interval", str(exc)))
         claims = parse_claims(job, problems)
         copy_to = parse_copy_targets(job, policy, problems)
-        consistency = str(raw.get("consistency", "volume"))
+        consistency = str(raw["consistency"])
         if consistency == "instance" and claims is not None:
             problems.append(job.problem(
                 "consistency", "'instance' needs an instance selection: the claims one node "
@@ -123,6 +125,10 @@ class Options:
             lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
         return cls(
             aws_region=raw["aws_region"],
+            credentials=CredentialSettings(
+                access_key_id=raw.get("accesskey_id"), secret_access_key=raw.get(
+                    "accesskey_secret"), role_arn=raw.get("role_arn"),
+                external_id=raw.get("external_id"), session_name=raw.get("session_name")),
             policy=policy,
             instance_id=raw.get("instance_id"),
             instance_tags=instance_tags,
@@ -131,13 +137,22 @@ class Options:
             copy_volume_tags=bool(raw["copy_volume_tags"]),
             lock=lock,
             min_interval=min_interval,
-            adopt_untagged=bool(raw.get("adopt_untagged", False)),
+            adopt_untagged=bool(raw["adopt_untagged"]),
             claims=claims,
-            exclude_boot_volume=bool(raw.get("exclude_boot_volume", False)),
+            exclude_boot_volume=bool(raw["exclude_boot_volume"]),
             consistency=consistency,
             archive_after_days=(int(raw["archive_after"]) if "archive_after" in raw else None),
             copy_to=copy_to,
         )
+
+
+    def warnings(self, job: JobConfig) -> list[str]:
+        """Regions this installation does not know (a typo, or a region newer than it)."""
+        regions = [("aws_region", self.aws_region)] + [
+            (f"copy_to.{index}.region", target.region) for index, target in
+            enumerate(self.copy_to)]
+        return [job.problem(where, doubt) for where, region in regions
+                if (doubt := region_doubt(region))]
 
 
 INSTANCE_SELECTORS = ("instance_id", "instance_tag", "instance_tags")
@@ -165,7 +180,7 @@ KEEP_RULES = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_mon
 def time_zone(job: JobConfig, problems: list[str], raw: Mapping[str, Any] | None = None,
               where: str = "") -> tzinfo:
     raw = job.options if raw is None else raw
-    name = str(raw.get("timezone", job.options.get("timezone", "UTC")))
+    name = str(raw.get("timezone", job.options["timezone"]))
     try:
         return ZoneInfo(name)
     except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
@@ -185,8 +200,10 @@ def parse_policy(job: JobConfig, problems: list[str], raw: Mapping[str, Any] | N
     if days is None and not rules:
         days = retention.DEFAULT_RETENTION_DAYS
     zone = time_zone(job, problems, raw, where)
+    # A copy destination with rules of its own but no min_keep gets the schema's default.
+    min_keep = raw.get("min_keep", option_default(job.module, "min_keep"))
     return retention.Policy(retention_days=None if days is None else int(days),
-                            min_keep=int(raw.get("min_keep", 1)), timezone=zone, **rules)
+                            min_keep=int(min_keep), timezone=zone, **rules)
 
 
 RULE_OPTIONS = ("retention", "min_keep", *KEEP_RULES)
@@ -207,9 +224,9 @@ def parse_copy_targets(job: JobConfig, policy: retention.Policy, problems: list[
                                                                            where))
         target = CopyTarget(region=raw["region"], role_arn=raw.get("role_arn"),
                             external_id=raw.get("external_id"), policy=target_policy,
-                            encrypted=bool(raw.get("encrypted") or raw.get("kms_key_id")),
+                            encrypted=bool(raw["encrypted"] or raw.get("kms_key_id")),
                             kms_key_id=raw.get("kms_key_id"),
-                            copy_tags=bool(raw.get("copy_tags", True)))
+                            copy_tags=bool(raw["copy_tags"]))
         source_account = job.options["role_arn"].split(":")[4] if job.options.get(
             "role_arn") else None
         if target.region == job.options["aws_region"] and target.account in (None,

@@ -7,8 +7,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from molibackup import retention
-from molibackup.aws import AWS_ERRORS, error_code, error_message, explain
-from molibackup.modules.base import JobResult, RunContext
+from molibackup.awserror import AwsError
+from molibackup.modules.base import JobContext, JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -30,7 +30,7 @@ def describe(decision: retention.Decision, policy: retention.Policy) -> str:
     return text
 
 
-def delete_one(client: EC2Client, snapshot_id: str, context: RunContext
+def delete_one(client: EC2Client, snapshot_id: str, context: JobContext
                ) -> tuple[Deletion, str | None]:
     """What happened to the snapshot, and a detail for the log."""
     if context.stop.is_set():
@@ -39,20 +39,20 @@ def delete_one(client: EC2Client, snapshot_id: str, context: RunContext
         return Deletion.WOULD_DELETE, None
     try:
         client.delete_snapshot(SnapshotId=snapshot_id)
-    except AWS_ERRORS as exc:
-        code, text = error_code(exc), error_message(exc)
+    except AwsError as exc:
+        code, text = exc.code, exc.aws_message
         if code == "InvalidSnapshot.NotFound":
             return Deletion.DELETED, " (already gone)"
         if code == "InvalidSnapshot.InUse":
             return Deletion.SKIPPED, f"in use by an AMI ({text})"
         if "lock" in code.lower() or "lock" in text.lower():
             return Deletion.SKIPPED, f"locked against deletion ({text})"
-        return Deletion.FAILED, explain(exc)
+        return Deletion.FAILED, str(exc)
     return Deletion.DELETED, None
 
 
 def apply(client: EC2Client, decisions: list[retention.Decision], policy: retention.Policy,
-          result: JobResult, context: RunContext, *, where: str = "") -> None:
+          result: JobResult, context: JobContext, *, where: str = "") -> None:
     """Delete what the decisions say; `where` names a copy destination in the log."""
     log = context.log
     to_delete = []

@@ -12,15 +12,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import botocore.exceptions
-
-from molibackup.aws import error_code, paginate
+from molibackup.aws import paginate
+from molibackup.awserror import AwsError
 from molibackup.errors import JobError
-from molibackup.modules.base import RunContext
 from molibackup.modules.ebs_snapshot.options import ClaimSelector, Options
 from molibackup.modules.ebs_snapshot.tagging import Claim, Volume, filters_for_tags, tag_dict
 
 if TYPE_CHECKING:
+    from loguru import Logger
     from mypy_boto3_ec2 import EC2Client
 
 INSTANCE_IDS_PER_CALL = 200  # EC2's limit on values of one filter
@@ -61,10 +60,10 @@ def claim_matches(tags: Mapping[str, str], selector: ClaimSelector) -> bool:
 
 
 class Selector:
-    def __init__(self, options: Options, client: EC2Client, context: RunContext) -> None:
+    def __init__(self, options: Options, client: EC2Client, log: Logger) -> None:
         self.options = options
         self.client = client
-        self.log = context.log
+        self.log = log
         #: The root device name of each instance seen, such as /dev/xvda.
         self.root_devices: dict[str, str | None] = {}
 
@@ -139,10 +138,10 @@ class Selector:
             try:
                 reservations = list(paginate(self.client, "describe_instances",
                                              "Reservations", **kwargs))
-            except botocore.exceptions.ClientError as exc:
-                if instance_id and error_code(exc).startswith("InvalidInstanceID"):
+            except AwsError as exc:
+                if instance_id and exc.code.startswith("InvalidInstanceID"):
                     raise JobError(f"instance {instance_id} does not exist in region "
-                                   f"{self.options.aws_region} ({error_code(exc)})") from None
+                                   f"{self.options.aws_region} ({exc.code})") from None
                 raise
             for reservation in reservations:
                 for raw in reservation["Instances"]:

@@ -59,37 +59,41 @@ def snapshot_name(volume: Volume, moment: datetime) -> str:
     return volume.name[: MAX_DESCRIPTION - len(suffix)] + suffix
 
 
-def snapshot_tags(
-    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool
-) -> list[TagTypeDef]:
-    """Our tags first (they decide ownership), then the volume's own if asked, up to 50."""
-    ours = {
-        "Name": snapshot_name(volume, moment),
-        CREATED_BY[0]: CREATED_BY[1],
-        JOB_TAG: job_name,
-        VOLUME_TAG: volume.volume_id,
-        INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
-        CREATED_AT_TAG: timestamp(moment),
-        RUN_TAG: run_id,
-    }
-    if volume.claim is not None:
-        ours[CLAIM_NAMESPACE_TAG] = volume.claim.namespace
-        ours[CLAIM_NAME_TAG] = volume.claim.name
-        if volume.claim.pv_name:
-            ours[PV_NAME_TAG] = volume.claim.pv_name
+def tag_list(ours: Mapping[str, str], others: Mapping[str, str] | None = None,
+             skip_prefixes: tuple[str, ...] = ("aws:",)) -> list[TagTypeDef]:
+    """Our tags first (they decide ownership and what a restore needs), then others' (a
+    volume's, a source snapshot's) up to EC2's 50, never overriding ours."""
     tags = dict(ours)
-    if copy_volume_tags:
-        for key, value in volume.tags.items():
-            if key.startswith("aws:") or key in ours or len(tags) >= MAX_TAGS:
-                continue
-            tags[key] = value
+    for key, value in (others or {}).items():
+        if key.startswith(skip_prefixes) or key in ours or len(tags) >= MAX_TAGS:
+            continue
+        tags[key] = value
     return [{"Key": key, "Value": value} for key, value in tags.items()]
 
 
-def is_owned_by(tags: Mapping[str, str], job_name: str) -> bool:
-    return tags.get(CREATED_BY[0]) == CREATED_BY[1] and tags.get(JOB_TAG) == job_name
+def run_tags(job_name: str, moment: datetime, run_id: str) -> dict[str, str]:
+    """What every snapshot of a run carries: ownership, when and which run."""
+    return {CREATED_BY[0]: CREATED_BY[1], JOB_TAG: job_name, CREATED_AT_TAG: timestamp(moment),
+            RUN_TAG: run_id}
 
 
+def claim_tags(claim: Claim | None) -> dict[str, str]:
+    if claim is None:
+        return {}
+    tags = {CLAIM_NAMESPACE_TAG: claim.namespace, CLAIM_NAME_TAG: claim.name}
+    if claim.pv_name:
+        tags[PV_NAME_TAG] = claim.pv_name
+    return tags
+
+
+def snapshot_tags(
+    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool
+) -> list[TagTypeDef]:
+    """The tags of one volume's snapshot; with copy_volume_tags, the volume's own after ours."""
+    ours = {"Name": snapshot_name(volume, moment), **run_tags(job_name, moment, run_id),
+            VOLUME_TAG: volume.volume_id, INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
+            **claim_tags(volume.claim)}
+    return tag_list(ours, volume.tags if copy_volume_tags else None)
 
 
 def instance_snapshot_tags(instance_id: str, name: str, job_name: str, moment: datetime,
@@ -97,8 +101,11 @@ def instance_snapshot_tags(instance_id: str, name: str, job_name: str, moment: d
     """The tags one CreateSnapshots call gives every snapshot of an instance. The volume is
     each snapshot's own VolumeId; with copy_volume_tags EC2 copies the volume's tags (its
     Name included), so ours leave Name out."""
-    tags = {"Name": name, CREATED_BY[0]: CREATED_BY[1], JOB_TAG: job_name,
-            INSTANCE_TAG: instance_id, CREATED_AT_TAG: timestamp(moment), RUN_TAG: run_id}
+    ours = {"Name": name, **run_tags(job_name, moment, run_id), INSTANCE_TAG: instance_id}
     if copy_volume_tags:
-        del tags["Name"]
-    return [{"Key": key, "Value": value} for key, value in tags.items()]
+        del ours["Name"]
+    return tag_list(ours)
+
+
+def is_owned_by(tags: Mapping[str, str], job_name: str) -> bool:
+    return tags.get(CREATED_BY[0]) == CREATED_BY[1] and tags.get(JOB_TAG) == job_name

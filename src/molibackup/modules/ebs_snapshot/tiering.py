@@ -13,14 +13,13 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from molibackup import retention
-from molibackup.aws import AWS_ERRORS, error_code, error_message, explain
-from molibackup.modules.base import JobResult, RunContext
+from molibackup.awserror import AwsError
+from molibackup.modules.base import JobContext, JobResult
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 ARCHIVE = "archive"
-NEWEST_RULES = ("min_keep", "last")
 ALREADY = "already archiving"
 
 
@@ -34,14 +33,14 @@ def to_archive(decisions: list[retention.Decision], archive_after_days: int,
         if (decision.delete or snap.state != retention.COMPLETED
                 or snap.storage_tier == ARCHIVE or snap.start_time >= cutoff):
             continue
-        if any(reason.startswith(NEWEST_RULES) for reason in decision.reasons):
+        if any(reason.rule in retention.NEWEST_RULES for reason in decision.reasons):
             continue
         chosen.append(decision)
     return chosen
 
 
 def archive(client: EC2Client, decisions: list[retention.Decision], archive_after_days: int,
-            result: JobResult, context: RunContext) -> None:
+            result: JobResult, context: JobContext) -> None:
     chosen = to_archive(decisions, archive_after_days, context.now)
     if not chosen:
         return
@@ -53,10 +52,10 @@ def archive(client: EC2Client, decisions: list[retention.Decision], archive_afte
         try:
             client.modify_snapshot_tier(SnapshotId=decision.snapshot.snapshot_id,
                                         StorageTier="archive")
-        except AWS_ERRORS as exc:
-            if error_code(exc) == "IncorrectState" and "archiv" in error_message(exc).lower():
+        except AwsError as exc:
+            if exc.code == "IncorrectState" and "archiv" in exc.aws_message.lower():
                 return decision, ALREADY  # moving to the archive since an earlier run
-            return decision, explain(exc)
+            return decision, str(exc)
         return decision, None
 
     with ThreadPoolExecutor(max_workers=context.settings.concurrency,

@@ -8,25 +8,24 @@ Exit status 0 when every volume has a completed snapshot of its job newer than t
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
-import boto3
 from loguru import logger
 
-from molibackup.aws import AWS_ERRORS, explain, make_session
-from molibackup.config import Config, JobConfig
+from molibackup.actions.base import Command, Invocation, Outcome
+from molibackup.actions.options import duration
+from molibackup.config import Config
 from molibackup.durations import format_duration
-from molibackup.errors import JobError
-from molibackup.modules.base import JobResult, RunContext, VolumeBackup
+from molibackup.errors import MolibackupError
+from molibackup.modules.base import VolumeBackup
 from molibackup.retention import format_age
-
-if TYPE_CHECKING:
-    from molibackup.runner import PreparedJob
+from molibackup.runner import PreparedJob
 
 DEFAULT_MAX_AGE = timedelta(days=2)
 OK, STALE, NONE = "ok", "stale", "none"
@@ -56,9 +55,7 @@ def max_age_for(min_interval: timedelta | None, given: timedelta | None) -> time
     return 2 * min_interval if min_interval is not None else DEFAULT_MAX_AGE
 
 
-def check_jobs(config: Config, prepared: Sequence[PreparedJob], now: datetime,
-               max_age: timedelta | None,
-               session_factory: Callable[[JobConfig], boto3.Session] = make_session,
+def check_jobs(config: Config, prepared: Sequence[PreparedJob], max_age: timedelta | None,
                ) -> list[JobCoverage]:
     coverages = []
     for item in prepared:
@@ -67,16 +64,10 @@ def check_jobs(config: Config, prepared: Sequence[PreparedJob], now: datetime,
             continue
         log = logger.bind(job=job.name)
         limit = max_age_for(module.min_interval, max_age)
-        context = RunContext(job=job, settings=config.settings, dry_run=True, now=now,
-                             log=log, session_factory=session_factory,
-                             result=JobResult(dry_run=True))
         try:
-            volumes = module.coverage(context)
-        except JobError as exc:
+            volumes = module.coverage(config.settings, log)
+        except MolibackupError as exc:  # a JobError, or an AwsError
             coverages.append(JobCoverage(job.name, limit, [], str(exc)))
-            continue
-        except AWS_ERRORS as exc:
-            coverages.append(JobCoverage(job.name, limit, [], explain(exc)))
             continue
         if not volumes:
             log.warning(f"job {job.name}: selects no volume")
@@ -152,3 +143,26 @@ def report(coverages: list[JobCoverage], now: datetime, output: str,
     else:
         logger.info("every selected volume has a recent completed snapshot")
     return not uncovered and not failed
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-age", metavar="DURATION", type=duration,
+                        help="the oldest a newest completed snapshot may be, such as 36h or "
+                             "2d (default: twice the job's min_interval, else 2d)")
+    parser.add_argument("--output", choices=["text", "json"], default="text",
+                        help="a table (default) or a JSON document, on standard output")
+
+
+def run(invocation: Invocation) -> Outcome:
+    now = invocation.clock()
+    coverages = check_jobs(invocation.config, invocation.jobs, invocation.args.max_age)
+    return Outcome.of(report(coverages, now, invocation.args.output))
+
+
+COMMAND = Command(
+    help="report, for every volume each job selects, the age of its newest completed "
+         "snapshot; exit 2 when one is older than the limit",
+    description="Read-only coverage check: lists every volume each job selects with the age "
+                "of its newest completed snapshot of that job. Exit status 0 when all are "
+                "recent enough, 2 when one is not, 1 on a config problem.",
+    add_arguments=add_arguments, run=run)

@@ -1,4 +1,4 @@
-"""Creating snapshots without duplicates, whatever the network does to the answers."""
+"""CreateSnapshot(s) without duplicates, whatever the network does to the answers."""
 
 from __future__ import annotations
 
@@ -8,17 +8,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from molibackup.aws import (
-    AWS_ERRORS,
-    FINAL,
-    MAYBE_DONE,
-    backoff_delay,
-    error_code,
-    explain,
-    failure_kind,
-    retry_settings,
-)
-from molibackup.modules.base import RunContext
+from molibackup.aws import backoff_delay, max_attempts
+from molibackup.awserror import AwsError, FailureKind
+from molibackup.modules.base import JobContext
 from molibackup.modules.ebs_snapshot.tagging import (
     INSTANCE_TAG,
     JOB_TAG,
@@ -30,6 +22,7 @@ from molibackup.modules.ebs_snapshot.tagging import (
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ec2.type_defs import TagTypeDef
+
 
 @dataclass(frozen=True)
 class Made:
@@ -67,7 +60,16 @@ T = TypeVar("T")
 PER_VOLUME_RATE_WAIT = 15.0
 
 
-class Creator:
+@dataclass(frozen=True)
+class Clients:
+    """The job's EC2 clients: CreateSnapshot(s) without botocore's retries (they are ours,
+    see Snapshotter), everything else with them."""
+
+    main: EC2Client
+    create: EC2Client
+
+
+class Snapshotter:
     """Creates snapshots without duplicates: CreateSnapshot's retries, done by hand.
 
     Throttled or unsent requests are sent again after a backoff. When EC2 may have acted but
@@ -77,22 +79,20 @@ class Creator:
     (too many snapshots of the volume in progress), never retried in a tight loop.
     """
 
-    def __init__(self, job_name: str, client_without_retries: EC2Client,
-                 client_with_retries: EC2Client, run_id: str, context: RunContext) -> None:
-        self.job_name = job_name
-        self.client = client_without_retries
-        self.lookup_client = client_with_retries
-        self.run_id = run_id
+    def __init__(self, clients: Clients, context: JobContext) -> None:
+        self.clients = clients
+        self.job_name = context.job.name
+        self.run_id = context.run_id
         self.log = context.log
         self.stop = context.stop
-        self.max_attempts = int(str(retry_settings(context.settings)["total_max_attempts"]))
+        self.max_attempts = max_attempts(context.settings)
 
     def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
                ) -> tuple[Made | None, str | None]:
         """(the snapshot made, None) or (None, why it failed)."""
 
         def send() -> Made:
-            return made(self.client.create_snapshot(
+            return made(self.clients.create.create_snapshot(
                 VolumeId=volume.volume_id, Description=name,
                 TagSpecifications=[{"ResourceType": "snapshot", "Tags": tags}]))
 
@@ -113,11 +113,11 @@ class Creator:
                 "TagSpecifications": [{"ResourceType": "snapshot", "Tags": request.tags}]}
             if request.copy_volume_tags:
                 kwargs["CopyTagsFromSource"] = "volume"
-            response = self.client.create_snapshots(**kwargs)
+            response = self.clients.create.create_snapshots(**kwargs)
             return [made(raw) for raw in response.get("Snapshots", [])]
 
         def recover(error: str) -> list[Made] | None:
-            found = self.find_instance_snapshots(request.instance_id)
+            found = self.find_made(INSTANCE_TAG, request.instance_id)
             if found:
                 self.log.warning(f"instance {request.instance_id}: the answer to "
                                  f"CreateSnapshots was lost ({error}); found the "
@@ -142,9 +142,9 @@ class Creator:
                 return found, None
             try:
                 return send(), None
-            except AWS_ERRORS as exc:
-                last_error = explain(exc)
-                code, kind = error_code(exc), failure_kind(exc)
+            except AwsError as exc:
+                last_error = str(exc)
+                code, kind = exc.code, exc.kind
                 if code == "ConcurrentSnapshotLimitExceeded":
                     return None, (f"{last_error} (too many snapshots are still in progress; "
                                   "it will be snapshotted on a later run)")
@@ -153,49 +153,34 @@ class Creator:
                                      f"{PER_VOLUME_RATE_WAIT:.0f} s; waiting")
                     time.sleep(PER_VOLUME_RATE_WAIT)
                     continue
-                if kind == FINAL:
+                if kind == FailureKind.FINAL:
                     return None, last_error
-                answer_lost = kind == MAYBE_DONE
+                answer_lost = kind == FailureKind.MAYBE_DONE
                 if answer_lost and (found := recover(last_error)):
                     return found, None
                 if attempt < self.max_attempts:
                     time.sleep(backoff_delay(attempt))
         return None, f"{last_error} (after {self.max_attempts} attempts)"
 
-    def find_instance_snapshots(self, instance_id: str) -> list[Made]:
-        """The snapshots of one instance made by this run, if a lost call made them."""
-        try:
-            found = self.lookup_client.describe_snapshots(OwnerIds=["self"], Filters=[
-                {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
-                {"Name": f"tag:{INSTANCE_TAG}", "Values": [instance_id]},
-                {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},
-            ])["Snapshots"]
-        except AWS_ERRORS as exc:
-            self.log.warning(f"instance {instance_id}: could not look for snapshots a lost "
-                             f"call may have made: {explain(exc)}")
-            return []
-        return [made(raw) for raw in sorted(found, key=lambda raw: raw["SnapshotId"])]
-
     def recover(self, volume: Volume, error: str) -> Made | None:
-        found = self.find_lost(volume)
+        found = self.find_made(VOLUME_TAG, volume.volume_id)[:1]
         if found:
             self.log.warning(f"volume {volume.volume_id}: the answer to CreateSnapshot was lost "
-                             f"({error}); found the snapshot it made: {found.snapshot_id}")
-        return found
+                             f"({error}); found the snapshot it made: {found[0].snapshot_id}")
+        return found[0] if found else None
 
-    def find_lost(self, volume: Volume) -> Made | None:
-        """The snapshot of this volume made by this run, if a lost call made one."""
+    def find_made(self, tag: str, value: str) -> list[Made]:
+        """The snapshots this run made of a volume (VOLUME_TAG) or an instance
+        (INSTANCE_TAG), if a call whose answer was lost made them."""
+        what = ("instance", "snapshots") if tag == INSTANCE_TAG else ("volume", "a snapshot")
         try:
-            found = self.lookup_client.describe_snapshots(OwnerIds=["self"], Filters=[
+            found = self.clients.main.describe_snapshots(OwnerIds=["self"], Filters=[
                 {"Name": f"tag:{RUN_TAG}", "Values": [self.run_id]},
-                {"Name": f"tag:{VOLUME_TAG}", "Values": [volume.volume_id]},
+                {"Name": f"tag:{tag}", "Values": [value]},
                 {"Name": f"tag:{JOB_TAG}", "Values": [self.job_name]},
             ])["Snapshots"]
-        except AWS_ERRORS as exc:
-            self.log.warning(f"volume {volume.volume_id}: could not look for a snapshot a lost "
-                             f"call may have made: {explain(exc)}")
-            return None
-        first = sorted(found, key=lambda raw: raw["SnapshotId"])[:1]
-        return made(first[0]) if first else None
-
-
+        except AwsError as exc:
+            self.log.warning(f"{what[0]} {value}: could not look for {what[1]} a lost call "
+                             f"may have made: {exc}")
+            return []
+        return [made(raw) for raw in sorted(found, key=lambda raw: raw["SnapshotId"])]

@@ -1,0 +1,28 @@
+"""The backup run (no command given): every job, one after another, then a summary."""
+
+from __future__ import annotations
+
+import argparse
+
+from molibackup import runner
+from molibackup.actions.base import Command, Invocation, Outcome, Status
+
+
+def add_arguments(_parser: argparse.ArgumentParser) -> None:
+    """The run's flags are the top-level ones (--job, --dry-run)."""
+
+
+def run(invocation: Invocation) -> Outcome:
+    interruption = invocation.interruption
+    with interruption.installed():
+        outcomes = runner.run(invocation.config, invocation.jobs,
+                              force_dry_run=invocation.args.dry_run, clock=invocation.clock,
+                              interruption=interruption)
+    if interruption.requested:
+        return Outcome(Status.FAILED, signal_exit_status=interruption.exit_status)
+    return Outcome.of(all(outcome.ok for outcome in outcomes))
+
+
+COMMAND = Command(help="run the jobs: snapshot, rotate, archive, copy (the default)",
+                  description="Run every job (or those given with --job).",
+                  add_arguments=add_arguments, run=run)

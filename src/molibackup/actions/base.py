@@ -1,0 +1,48 @@
+"""What every action is given and returns."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from enum import Enum
+
+from molibackup.config import Config
+from molibackup.interrupt import Interruption
+from molibackup.runner import Clock, PreparedJob
+
+
+@dataclass(frozen=True)
+class Invocation:
+    config: Config
+    jobs: Sequence[PreparedJob]  # the jobs asked for (--job), every job without it
+    args: argparse.Namespace
+    clock: Clock
+    interruption: Interruption
+
+
+class Status(Enum):
+    OK = "ok"
+    FAILED = "failed"  # something the action was asked to do failed
+    COME_BACK_LATER = "come back later"  # waiting on AWS (an archived snapshot's restore)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: Status
+    #: Set when a signal interrupted the action: the exit status it asks for (128 + signal).
+    signal_exit_status: int | None = None
+
+    @classmethod
+    def of(cls, ok: bool) -> Outcome:
+        return cls(Status.OK if ok else Status.FAILED)
+
+
+@dataclass(frozen=True)
+class Command:
+    """A row of the table: what `--help` says, the command's own flags, and the action."""
+
+    help: str
+    description: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[Invocation], Outcome]
