@@ -1,9 +1,11 @@
-"""`make demo`: run a real backup job against a local EC2 emulator seeded with a sample fleet.
+"""`make demo`: run a real backup job against a local EC2 emulator seeded with a sample fleet,
+then give one volume back.
 
 Starts the emulator on loopback, creates three instances (two tagged Backup=daily) with their
 volumes and a few snapshots left by "earlier runs", writes a config file, runs the
 `molibackup` command against it exactly as a user would, and shows the snapshots before and
-after.
+after; then lists one volume's snapshots (`molibackup snapshots`) and restores the newest
+(`molibackup restore`), showing the new volume.
 """
 
 from __future__ import annotations
@@ -75,10 +77,29 @@ def main() -> int:
             molibackup = Path(sys.executable).parent / "molibackup"
             status = subprocess.call([str(molibackup), "-c", str(config)], env=env)
 
-        show(fleet, f"snapshots after the run (molibackup exited {status})")
-        print("\nThe 45- and 70-day snapshots of web-daily expired (retention 30) and were "
-              "deleted;\nthe hand-made ones and the dev box (not tagged Backup=daily) were "
-              "left alone.")
+            show(fleet, f"snapshots after the run (molibackup exited {status})")
+            print("\nThe 45- and 70-day snapshots of web-daily expired (retention 30) and "
+                  "were deleted;\nthe hand-made ones and the dev box (not tagged "
+                  "Backup=daily) were left alone.")
+            if status != 0:
+                return status
+            for step, command in (
+                    ("the snapshots of one volume", ["snapshots", "--volume", data]),
+                    ("give its newest backup back", ["restore", "--job", "web-daily",
+                                                     "--volume", data])):
+                print(f"\n== {step}: molibackup -c {config.name} {' '.join(command)}",
+                      flush=True)
+                status = subprocess.call([str(molibackup), "-c", str(config), *command],
+                                         env=env)
+                if status != 0:
+                    return status
+        restored = [v for v in client.describe_volumes()["Volumes"]
+                    if any(t["Key"] == "molibackup:restored-from" for t in v.get("Tags", []))]
+        for volume in restored:
+            tags = {t["Key"]: t["Value"] for t in volume["Tags"]}
+            print(f"\nrestored volume {volume['VolumeId']} ({volume['State']}) in "
+                  f"{volume['AvailabilityZone']}, from {tags['molibackup:restored-from']} of "
+                  f"{tags['molibackup:restored-from-volume']}")
         return status
     finally:
         emulator.stop()

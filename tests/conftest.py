@@ -21,7 +21,8 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_RETRY_MODE",
+                 "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_EBS",
+                 "AWS_RETRY_MODE",
                  "AWS_MAX_ATTEMPTS",
                  "AWS_EC2_METADATA_SERVICE_ENDPOINT", "MOLIBACKUP_CONFIG")
 
@@ -44,6 +45,7 @@ def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", emulator.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", emulator.url)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
@@ -85,7 +87,8 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
 @dataclass
 class CliRun:
     status: int
-    log: str
+    log: str  # standard error, then standard output
+    out: str = ""  # standard output alone
 
 
 @pytest.fixture
@@ -96,7 +99,7 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
         capsys.readouterr()
         status = cli.main(list(argv), **kwargs)
         captured = capsys.readouterr()
-        return CliRun(status, captured.err + captured.out)
+        return CliRun(status, captured.err + captured.out, captured.out)
 
     return run
 

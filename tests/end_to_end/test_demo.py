@@ -21,3 +21,8 @@ def test_the_demo_runs_a_real_job_and_shows_the_result() -> None:
     assert "old-45d" in before
     assert "old-45d" not in after
     assert "hand-made-before-upgrade" in after
+    listed, restored = after.split("== give its newest backup back")
+    assert "web-1-data" in listed
+    assert "NEXT ROTATION" in listed
+    assert ": restored" in restored
+    assert "restored volume vol-" in restored

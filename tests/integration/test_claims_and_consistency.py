@@ -16,10 +16,9 @@ import pytest
 
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault
-from tests.support.fleet import REGION, Fleet, tags_of
+from tests.support.fleet import CLUSTER, REGION, Fleet, csi_volume, tags_of
 
 Run = Callable[..., CliRun]
-CLUSTER = "prod-eks"
 
 
 @pytest.fixture
@@ -29,20 +28,6 @@ def run_job(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., Cl
 
     return run
 
-
-
-def csi_volume(fleet: Fleet, namespace: str, claim: str, cluster: str = CLUSTER,
-               attach_to: str | None = None, **extra: str) -> str:
-    """A volume as the EBS CSI driver provisions it for a claim."""
-    pv = f"pvc-{abs(hash((namespace, claim))) % 10**8:08d}"
-    tags = {"kubernetes.io/created-for/pvc/namespace": namespace,
-            "kubernetes.io/created-for/pvc/name": claim,
-            "kubernetes.io/created-for/pv/name": pv, "CSIVolumeName": pv,
-            "ebs.csi.aws.com/cluster": "true", f"kubernetes.io/cluster/{cluster}": "owned",
-            **extra}
-    if attach_to:
-        return fleet.attached_volume(attach_to, tags)
-    return fleet.volume(tags)
 
 
 @pytest.fixture

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import socket
 import urllib.request
 from datetime import UTC, datetime, timedelta
@@ -9,6 +11,8 @@ from typing import Any
 
 from moto.backends import get_backend
 from moto.core.responses import ActionResult
+from moto.ebs.models import EBSSnapshot, ebs_backends
+from moto.ebs.responses import EBSResponse
 from moto.ec2.models.core import TaggedEC2Resource
 from moto.ec2.models.elastic_block_store import EBSBackend, Snapshot
 from moto.ec2.models.tags import EC2_PREFIX_TO_RESOURCE, get_prefix
@@ -36,6 +40,9 @@ class Emulator:
     def start(self) -> Emulator:
         honour_create_snapshots_parameters()
         copy_snapshots_shared_by_other_accounts()
+        describe_locked_snapshots()
+        give_snapshots_their_volumes_blocks()
+        page_block_listings()
         self._server.start()
         return self
 
@@ -46,6 +53,43 @@ class Emulator:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=10):
             pass
+        LOCKS.clear()
+        VOLUME_DATA.clear()
+
+    @staticmethod
+    def write_volume(region: str, volume_id: str, image: bytes, at: int = 0) -> None:
+        """Write bytes into a volume at a byte offset, as a filesystem tool would; the
+        snapshots made of it from then on hold its written blocks (see
+        `give_snapshots_their_volumes_blocks`)."""
+        blocks = VOLUME_DATA.setdefault((ACCOUNT, region, volume_id), {})
+        position = at
+        while position < at + len(image):
+            index, within = divmod(position, EC2_BLOCK_SIZE)
+            block = bytearray(blocks.get(index, b"\0" * EC2_BLOCK_SIZE))
+            chunk = image[position - at: position - at + EC2_BLOCK_SIZE - within]
+            block[within:within + len(chunk)] = chunk
+            if any(block):
+                blocks[index] = bytes(block)
+            else:
+                blocks.pop(index, None)
+            position += len(chunk)
+
+    @staticmethod
+    def snapshot_blocks(region: str, snapshot_id: str) -> Any:
+        """A snapshot's blocks as the EBS direct APIs hold them."""
+        return ebs_backends[ACCOUNT][region].snapshots[snapshot_id]
+
+    def corrupt_block(self, region: str, snapshot_id: str, index: int) -> None:
+        """Change a block's data and keep its checksum: what a read must catch."""
+        block = self.snapshot_blocks(region, snapshot_id).blocks[index]
+        data = bytearray(block.block_data)
+        data[len(data) // 2] ^= 0xFF
+        block.block_data = bytes(data)
+
+    @staticmethod
+    def lock(region: str, snapshot_id: str, mode: str = "governance") -> None:
+        """Lock a snapshot as LockSnapshot would (the emulator does not implement it)."""
+        LOCKS[(ACCOUNT, region, snapshot_id)] = mode
 
     # Set-up the EC2 API cannot express: the emulator always makes snapshots "now".
 
@@ -61,6 +105,91 @@ class Emulator:
 
     def set_snapshot_state(self, region: str, snapshot_id: str, state: str) -> None:
         self.backend(region).snapshots[snapshot_id].status = state
+
+
+#: Snapshot locks set by tests: (account, region, snapshot id) -> lock state.
+LOCKS: dict[tuple[str, str, str], str] = {}
+
+
+def describe_locked_snapshots() -> None:
+    """Teach the emulator DescribeLockedSnapshots, which it lacks: it answers the locks the
+    tests set with `Emulator.lock` (real EC2 answers those LockSnapshot made)."""
+    def describe_locked_snapshots_response(self: Any) -> Any:
+        wanted = set(self._get_param("SnapshotIds", []))
+        account, region = self.current_account, self.region
+        return ActionResult({"Snapshots": [
+            {"OwnerId": account, "SnapshotId": snapshot_id, "LockState": state,
+             "LockDuration": 1}
+            for (lock_account, lock_region, snapshot_id), state in sorted(LOCKS.items())
+            if (lock_account, lock_region) == (account, region)
+            and (not wanted or snapshot_id in wanted)]})
+
+    ElasticBlockStore.describe_locked_snapshots = (  # type: ignore[attr-defined]
+        describe_locked_snapshots_response)
+
+
+#: EC2's snapshot block size (the emulator's EBS backend answers 512).
+EC2_BLOCK_SIZE = 524288
+#: What tests wrote into volumes: (account, region, volume id) -> {block index: data}.
+VOLUME_DATA: dict[tuple[str, str, str], dict[int, bytes]] = {}
+
+
+def give_snapshots_their_volumes_blocks() -> None:
+    """Teach the emulator what real EC2 does: a snapshot holds its volume's blocks. Its EC2
+    snapshots have none (the EBS direct APIs live in another backend): a snapshot of a volume
+    that a test wrote into (`Emulator.write_volume`) gets those blocks, with their SHA-256,
+    in EC2's block size. Volumes nobody wrote into give snapshots without blocks."""
+    original = EBSBackend.create_snapshot
+    if getattr(original, "gives_blocks", False):
+        return
+
+    def create_snapshot(self: Any, volume_id: str, *args: Any, **kwargs: Any) -> Any:
+        snapshot = original(self, volume_id, *args, **kwargs)
+        data = VOLUME_DATA.get((self.account_id, self.region_name, volume_id))
+        if data is not None:
+            blocks = EBSSnapshot(self.account_id, snapshot)
+            blocks.block_size = EC2_BLOCK_SIZE
+            blocks.status = "completed"
+            for index, block in sorted(data.items()):
+                checksum = base64.b64encode(hashlib.sha256(block).digest()).decode()
+                blocks.put_block(index, block, checksum, "SHA256", len(block))
+            ebs_backends[self.account_id][self.region_name].snapshots[snapshot.id] = blocks
+        return snapshot
+
+    create_snapshot.gives_blocks = True  # type: ignore[attr-defined]
+    EBSBackend.create_snapshot = create_snapshot  # type: ignore[method-assign]
+
+
+BLOCK_PAGE = 100  # the emulator answers whole listings; real EC2 pages them
+
+
+def page_block_listings() -> None:
+    """ListSnapshotBlocks and ListChangedBlocks answer in pages of at most BLOCK_PAGE blocks
+    (and MaxResults), with a NextToken, as real EC2 does: the emulator answers them whole."""
+    if getattr(EBSResponse.list_snapshot_blocks, "pages", False):
+        return
+    listings = {"list_snapshot_blocks": "Blocks", "list_changed_blocks": "ChangedBlocks"}
+    for method, key in listings.items():
+        original = getattr(EBSResponse, method)
+
+        def paged(self: Any, original: Any = original, key: str = key) -> Any:
+            try:
+                answer = original(self)
+            except KeyError:  # an EC2 snapshot with no blocks: EC2 lists none, no error
+                snapshot = get_backend("ec2")[self.current_account][self.region].snapshots[
+                    self._get_param("SnapshotId") or self._get_param("SecondSnapshotId")]
+                answer = ActionResult({key: [], "VolumeSize": snapshot.volume.size,
+                                       "BlockSize": EC2_BLOCK_SIZE})
+            items = sorted(answer.result[key], key=lambda b: b["BlockIndex"])
+            size = min(int(self._get_param("MaxResults") or BLOCK_PAGE), BLOCK_PAGE)
+            start = int(self._get_param("NextToken") or 0)
+            page = {**answer.result, key: items[start:start + size]}
+            if start + size < len(items):
+                page["NextToken"] = str(start + size)
+            return ActionResult(page)
+
+        paged.pages = True  # type: ignore[attr-defined]
+        setattr(EBSResponse, method, paged)
 
 
 def index_tag_lookups() -> None:

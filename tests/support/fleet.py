@@ -8,6 +8,7 @@ from typing import Any
 from tests.support.emulator import Emulator
 
 REGION = "us-west-2"
+CLUSTER = "prod-eks"
 AMI = "ami-12c6146b"  # one of the emulator's built-in images
 
 
@@ -59,8 +60,11 @@ class Fleet:
                                   Device=f"/dev/sd{'fghijklmnop'[index]}")
         return volume_id
 
-    def volume(self, tags: dict[str, str]) -> str:
-        spec: dict[str, Any] = {"Size": 1, "AvailabilityZone": f"{self.region}a"}
+    def volume(self, tags: dict[str, str], zone: str | None = None, size: int = 1,
+               **shape: Any) -> str:
+        """A volume; `shape` takes CreateVolume's VolumeType, Iops, Throughput."""
+        spec: dict[str, Any] = {"Size": size, "AvailabilityZone": zone or f"{self.region}a",
+                                **shape}
         if tags:
             spec["TagSpecifications"] = [{"ResourceType": "volume", "Tags": tag_list(tags)}]
         return str(self.client.create_volume(**spec)["VolumeId"])
@@ -98,3 +102,17 @@ class Fleet:
 
     def job_snapshots(self, job: str) -> list[dict[str, Any]]:
         return self.snapshots(**{"molibackup:job": job})
+
+
+def csi_volume(fleet: Fleet, namespace: str, claim: str, cluster: str = CLUSTER,
+               attach_to: str | None = None, **extra: str) -> str:
+    """A volume as the EBS CSI driver provisions it for a claim."""
+    pv = f"pvc-{abs(hash((namespace, claim))) % 10**8:08d}"
+    tags = {"kubernetes.io/created-for/pvc/namespace": namespace,
+            "kubernetes.io/created-for/pvc/name": claim,
+            "kubernetes.io/created-for/pv/name": pv, "CSIVolumeName": pv,
+            "ebs.csi.aws.com/cluster": "true", f"kubernetes.io/cluster/{cluster}": "owned",
+            **extra}
+    if attach_to:
+        return fleet.attached_volume(attach_to, tags)
+    return fleet.volume(tags)

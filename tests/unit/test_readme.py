@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from molibackup.actions.restore import PERMISSIONS as RESTORE_PERMISSIONS
 from molibackup.modules import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +62,18 @@ def test_a_copy_destination_role_can_only_copy_read_and_delete_its_copies() -> N
                for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert granted == {"ec2:DescribeSnapshots", "ec2:CopySnapshot", "ec2:CreateTags",
                        "ec2:DeleteSnapshot"}
+
+
+def test_the_restore_policy_grants_exactly_what_a_restore_calls() -> None:
+    restore = policies()[2]
+    granted = {action for s in restore["Statement"]
+               for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert granted == RESTORE_PERMISSIONS
+
+
+def test_the_backup_role_needs_no_create_volume() -> None:
+    backup = policies()[0]
+    granted = {action for s in backup["Statement"]
+               for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert "ec2:CreateVolume" not in granted
+    assert "ec2:AttachVolume" not in granted

@@ -7,7 +7,7 @@ jobs asked for, its command line, the clock, the interruption flag) and returns 
 
 from __future__ import annotations
 
-from molibackup.actions import backup, check
+from molibackup.actions import backup, check, restore, snapshots, verify
 from molibackup.actions.base import Command, Invocation, Outcome, Status
 
 #: The command run when none is given.
@@ -16,6 +16,9 @@ DEFAULT = "backup"
 ACTIONS: dict[str, Command] = {
     "backup": backup.COMMAND,
     "check": check.COMMAND,
+    "snapshots": snapshots.COMMAND,
+    "restore": restore.COMMAND,
+    "verify": verify.COMMAND,
 }
 
 __all__ = ["ACTIONS", "DEFAULT", "Command", "Invocation", "Outcome", "Status"]

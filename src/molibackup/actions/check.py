@@ -28,7 +28,7 @@ from molibackup.retention import format_age
 from molibackup.runner import PreparedJob
 
 DEFAULT_MAX_AGE = timedelta(days=2)
-OK, STALE, NONE = "ok", "stale", "none"
+OK, STALE, NONE, UNVERIFIED = "ok", "stale", "none", "unverified"
 
 
 @dataclass(frozen=True)
@@ -37,11 +37,17 @@ class JobCoverage:
     max_age: timedelta
     volumes: list[VolumeBackup]
     error: str | None = None
+    verified_within: timedelta | None = None
 
     def status(self, volume: VolumeBackup, now: datetime) -> str:
         if volume.newest_completed is None:
             return NONE
-        return OK if now - volume.newest_completed <= self.max_age else STALE
+        if now - volume.newest_completed > self.max_age:
+            return STALE
+        if self.verified_within is not None and (
+                volume.verified_at is None or now - volume.verified_at > self.verified_within):
+            return UNVERIFIED
+        return OK
 
     def ok(self, now: datetime) -> bool:
         return self.error is None and all(self.status(v, now) == OK for v in self.volumes)
@@ -56,7 +62,7 @@ def max_age_for(min_interval: timedelta | None, given: timedelta | None) -> time
 
 
 def check_jobs(config: Config, prepared: Sequence[PreparedJob], max_age: timedelta | None,
-               ) -> list[JobCoverage]:
+               verified_within: timedelta | None = None) -> list[JobCoverage]:
     coverages = []
     for item in prepared:
         job, module = item.job, item.module
@@ -67,11 +73,11 @@ def check_jobs(config: Config, prepared: Sequence[PreparedJob], max_age: timedel
         try:
             volumes = module.coverage(config.settings, log)
         except MolibackupError as exc:  # a JobError, or an AwsError
-            coverages.append(JobCoverage(job.name, limit, [], str(exc)))
+            coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within))
             continue
         if not volumes:
             log.warning(f"job {job.name}: selects no volume")
-        coverages.append(JobCoverage(job.name, limit, volumes))
+        coverages.append(JobCoverage(job.name, limit, volumes, None, verified_within))
     return coverages
 
 
@@ -98,6 +104,7 @@ def as_json(coverages: list[JobCoverage], now: datetime) -> str:
                 "snapshot_time": v.newest_completed.isoformat() if v.newest_completed else None,
                 "age_seconds": _age(v, now),
                 "pending": v.pending,
+                "verified_at": v.verified_at.isoformat() if v.verified_at else None,
             } for v in c.volumes],
         } for c in coverages],
     }
@@ -139,7 +146,9 @@ def report(coverages: list[JobCoverage], now: datetime, output: str,
     if failed:
         logger.error(f"could not check job(s): {', '.join(failed)}")
     if uncovered:
-        logger.error(f"{uncovered} volume(s) without a completed snapshot within the limit")
+        logger.error(f"{uncovered} volume(s) without a completed snapshot within the limit"
+                     + (", or not verified within the limit" if any(
+                         c.verified_within for c in coverages) else ""))
     else:
         logger.info("every selected volume has a recent completed snapshot")
     return not uncovered and not failed
@@ -149,13 +158,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-age", metavar="DURATION", type=duration,
                         help="the oldest a newest completed snapshot may be, such as 36h or "
                              "2d (default: twice the job's min_interval, else 2d)")
+    parser.add_argument("--verified-within", metavar="DURATION", type=duration,
+                        help="also fail a volume whose newest verification (molibackup "
+                             "verify) is older than this, such as 7d, or that was never "
+                             "verified")
     parser.add_argument("--output", choices=["text", "json"], default="text",
                         help="a table (default) or a JSON document, on standard output")
 
 
 def run(invocation: Invocation) -> Outcome:
     now = invocation.clock()
-    coverages = check_jobs(invocation.config, invocation.jobs, invocation.args.max_age)
+    coverages = check_jobs(invocation.config, invocation.jobs, invocation.args.max_age,
+                           invocation.args.verified_within)
     return Outcome.of(report(coverages, now, invocation.args.output))
 
 

@@ -25,6 +25,7 @@ class VolumeBackup:
     newest_completed: datetime | None
     snapshot_id: str | None = None  # the newest completed one
     pending: int = 0  # snapshots of the job still being made
+    verified_at: datetime | None = None  # when one of its snapshots was last verified
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import tempfile
 import urllib.parse
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -131,13 +132,14 @@ class MetricsReporter:
             self.write_textfile(self.settings.textfile, run, registry, succeeded, log)
 
     def push(self, gateway: str, run: JobRun, registry: CollectorRegistry, replace: bool,
-             log: Any) -> None:
+             log: Any, *, command: str | None = None) -> None:
         url, handler = _handler_for(gateway)
         send = push_to_gateway if replace else pushadd_to_gateway
+        grouping = {"molibackup_job": run.job.name, "instance": "",
+                    **({"molibackup_command": command} if command else {})}
         try:
             send(url, job=GROUPING_JOB, registry=registry, handler=handler,
-                 grouping_key={"molibackup_job": run.job.name, "instance": ""},
-                 timeout=self.settings.timeout)
+                 grouping_key=grouping, timeout=self.settings.timeout)
         except Exception as exc:  # a monitoring outage must never fail a backup
             log.warning(f"metrics not pushed to the Pushgateway at {shown(gateway)}: "
                         f"{type(exc).__name__}: {str(exc)[:200]}")
@@ -145,8 +147,8 @@ class MetricsReporter:
         log.info(f"metrics pushed to the Pushgateway at {shown(gateway)}")
 
     def write_textfile(self, directory: Path, run: JobRun, registry: CollectorRegistry,
-                       succeeded: bool, log: Any) -> None:
-        path = directory / f"molibackup_{run.job.name}.prom"
+                       succeeded: bool, log: Any, *, command: str | None = None) -> None:
+        path = directory / f"molibackup_{run.job.name}{'_' + command if command else ''}.prom"
         text = generate_latest(registry).decode()
         try:
             if not succeeded:
@@ -186,3 +188,69 @@ def atomic_write(path: Path, text: str) -> None:
         Path(temporary).unlink(missing_ok=True)
         raise
 
+
+
+# --- verify -------------------------------------------------------------------------------
+
+VERIFY_COMMAND = "verify"
+VERIFY_LAST_SUCCESS = "molibackup_verify_last_success_timestamp_seconds"
+#: The metrics of `molibackup verify`, under the grouping key of the job plus
+#: molibackup_command="verify", so that they never replace the backup run's.
+VERIFY_METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("molibackup_verify_last_run_timestamp_seconds", "When the job's last verify run ended.",
+     ()),
+    (VERIFY_LAST_SUCCESS, "When the newest backup of each selected volume was last read back "
+     "intact (its snapshot's molibackup:verified-at); 0 when never.",
+     ("volume_id", "volume_name")),
+    ("molibackup_verify_restore_seconds", "How long the last verification volume of each "
+     "volume took to become available (method volume).", ("volume_id", "volume_name")),
+    ("molibackup_verify_verifications", "Verifications of the last verify run by outcome: "
+     "verified, failed.", ("outcome",)),
+)
+
+
+@dataclass(frozen=True)
+class VolumeVerified:
+    volume_id: str
+    volume_name: str
+    last_success: float | None  # seconds since the epoch
+    restore_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class VerifyRun:
+    volumes: tuple[VolumeVerified, ...]
+    verified: int
+    failed: int
+    ended: float
+
+
+def verify_registry(job: str, run: VerifyRun) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    gauges = {name: Gauge(name, text, ["molibackup_job", *labels], registry=registry)
+              for name, text, labels in VERIFY_METRICS}
+    gauges["molibackup_verify_last_run_timestamp_seconds"].labels(job).set(run.ended)
+    for outcome, count in (("verified", run.verified), ("failed", run.failed)):
+        gauges["molibackup_verify_verifications"].labels(job, outcome).set(count)
+    for volume in run.volumes:
+        gauges[VERIFY_LAST_SUCCESS].labels(job, volume.volume_id, volume.volume_name).set(
+            volume.last_success or 0.0)
+        if volume.restore_seconds is not None:
+            gauges["molibackup_verify_restore_seconds"].labels(
+                job, volume.volume_id, volume.volume_name).set(volume.restore_seconds)
+    return registry
+
+
+def publish_verification(settings: GlobalSettings, job_run: JobRun, run: VerifyRun) -> None:
+    """Push (replacing the last verify run's) and/or write the verify metrics; like every
+    reporter, never fails what it reports on."""
+    reporter = MetricsReporter(settings)
+    registry = verify_registry(job_run.job.name, run)
+    log = logger.bind(job=job_run.job.name)
+    gateway = job_run.job.pushgateway or reporter.settings.pushgateway
+    if gateway:
+        reporter.push(gateway, job_run, registry, replace=True, log=log,
+                      command=VERIFY_COMMAND)
+    if reporter.settings.textfile:
+        reporter.write_textfile(reporter.settings.textfile, job_run, registry, True, log,
+                                command=VERIFY_COMMAND)

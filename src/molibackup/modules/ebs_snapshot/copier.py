@@ -24,9 +24,17 @@ from molibackup.modules.base import JobContext, JobResult
 from molibackup.modules.ebs_snapshot import rotation
 from molibackup.modules.ebs_snapshot.options import CopyTarget
 from molibackup.modules.ebs_snapshot.tagging import (
+    CLAIM_NAME_TAG,
+    CLAIM_NAMESPACE_TAG,
+    CLUSTER_TAG,
+    CREATED_AT_TAG,
     CREATED_BY,
+    INSTANCE_TAG,
     JOB_TAG,
     MAX_DESCRIPTION,
+    PV_NAME_TAG,
+    RESTORE_TAG,
+    RUN_TAG,
     VOLUME_TAG,
     tag_dict,
     tag_list,
@@ -47,6 +55,8 @@ SOURCE_REGION_TAG = "molibackup:source-region"
 SOURCE_ACCOUNT_TAG = "molibackup:source-account"
 SOURCE_TIME_TAG = "molibackup:source-time"
 SHARE_TAG_PREFIX = "molibackup:shared-with:"
+RESTORE_KEYS = frozenset({CLAIM_NAMESPACE_TAG, CLAIM_NAME_TAG, PV_NAME_TAG, CLUSTER_TAG,
+                          RUN_TAG, INSTANCE_TAG, CREATED_AT_TAG})
 
 
 @dataclass
@@ -285,16 +295,21 @@ class Destination:
         return True
 
     def source_tags(self, snapshot_ids: list[str]) -> dict[str, dict[str, str]]:
-        if not self.target.copy_tags or not snapshot_ids:
+        if not snapshot_ids:
             return {}
         answer = self.source.client.describe_snapshots(SnapshotIds=snapshot_ids)
         return {raw["SnapshotId"]: tag_dict(raw.get("Tags")) for raw in answer["Snapshots"]}
 
     def copy_tags(self, snap: retention.Snapshot, source_tags: dict[str, str]
                   ) -> list[TagTypeDef]:
+        # What a restore from the copy needs travels with it: the volume's shape, its claim,
+        # the run and instance it was made in.
+        restore = {key: value for key, value in source_tags.items()
+                   if key in RESTORE_KEYS or key.startswith(RESTORE_TAG)}
         ours = {"Name": snap.name or snap.snapshot_id, CREATED_BY[0]: CREATED_BY[1],
                 JOB_TAG: self.context.job.name, VOLUME_TAG: snap.volume_id,
                 SOURCE_SNAPSHOT_TAG: snap.snapshot_id, SOURCE_REGION_TAG: self.source.region,
                 SOURCE_ACCOUNT_TAG: self.source.account,
-                SOURCE_TIME_TAG: timestamp(snap.start_time)}
-        return tag_list(ours, source_tags, skip_prefixes=("aws:", "molibackup:"))
+                SOURCE_TIME_TAG: timestamp(snap.start_time), **restore}
+        return tag_list(ours, source_tags if self.target.copy_tags else None,
+                        skip_prefixes=("aws:", "molibackup:"))

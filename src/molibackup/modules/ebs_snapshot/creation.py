@@ -103,7 +103,8 @@ class Creations:
             exclude_data_volume_ids=excluded, description=name,
             tags=instance_snapshot_tags(instance_id, name, self.job_name, context.now,
                                         context.run_id,
-                                        copy_volume_tags=self.options.copy_volume_tags),
+                                        copy_volume_tags=self.options.copy_volume_tags,
+                                        volumes=tuple(group)),
             copy_volume_tags=self.options.copy_volume_tags)
         made, error = self.snapshotter.create_for_instance(request)
         by_volume = {m.volume_id: m for m in made or []}

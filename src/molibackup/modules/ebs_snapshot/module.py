@@ -8,7 +8,8 @@ archive (tiering.py) -> copy to other regions and accounts, and rotate there (co
 
 from __future__ import annotations
 
-from datetime import timedelta
+import dataclasses
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
 import boto3
@@ -20,12 +21,14 @@ from molibackup.config import GlobalSettings, JobConfig
 from molibackup.errors import JobError
 from molibackup.modules.base import JobContext, JobResult, VolumeBackup
 from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
+from molibackup.modules.ebs_snapshot.catalog import job_snapshots
 from molibackup.modules.ebs_snapshot.creation import Creation, Creations
 from molibackup.modules.ebs_snapshot.inventory import backups_of, due_volumes
 from molibackup.modules.ebs_snapshot.options import Options
 from molibackup.modules.ebs_snapshot.selection import Selector, attached_data_volume_ids
 from molibackup.modules.ebs_snapshot.snapshotter import Clients, Snapshotter
 from molibackup.modules.ebs_snapshot.tagging import Volume, snapshot_name
+from molibackup.modules.ebs_snapshot.verification import verified_at
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -145,7 +148,15 @@ class EbsSnapshot:
     def coverage(self, settings: GlobalSettings, log: Logger) -> list[VolumeBackup]:
         client = ec2_client(self.session(), self.options.aws_region, settings)
         volumes = Selector(self.options, client, log).select(self.instance_id())
-        return backups_of(volumes, list(inventory.own_snapshots(client, self.job.name)))
+        snapshots = job_snapshots(client, self.job.name)
+        verified: dict[str, datetime] = {}
+        for snapshot in snapshots:
+            moment = verified_at(snapshot.tags)
+            if moment is not None:
+                verified[snapshot.volume_id] = max(moment,
+                                                   verified.get(snapshot.volume_id, moment))
+        return [dataclasses.replace(backup, verified_at=verified.get(backup.volume_id))
+                for backup in backups_of(volumes, [s.record() for s in snapshots])]
 
     def take_inventory(self, client: EC2Client, volumes: list[Volume], context: JobContext,
                        result: JobResult) -> list[retention.Snapshot] | None:

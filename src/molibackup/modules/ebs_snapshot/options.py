@@ -71,6 +71,36 @@ class CopyTarget:
 
 
 @dataclass(frozen=True)
+class VerifyOptions:
+    """How `molibackup verify` checks the job's backups (the `verify` option)."""
+
+    method: str
+    sample: int | None
+    every: timedelta | None
+    blocks: int
+    availability_zone: str | None
+    timeout: timedelta
+    require_filesystem: bool
+
+
+def parse_verify(job: JobConfig, problems: list[str]) -> VerifyOptions:
+    raw = job.options["verify"]
+    durations_of: dict[str, timedelta | None] = {}
+    for key in ("every", "timeout"):
+        try:
+            durations_of[key] = durations.parse(str(raw[key])) if key in raw else None
+        except ValueError as exc:
+            problems.append(job.problem(f"verify.{key}", str(exc)))
+            durations_of[key] = None
+    return VerifyOptions(method=str(raw["method"]), sample=raw.get("sample"),
+                         every=durations_of["every"], blocks=int(raw["blocks"]),
+                         availability_zone=raw.get("availability_zone"),
+                         # (a timeout that does not parse is a problem raised above)
+                         timeout=durations_of["timeout"] or timedelta(0),
+                         require_filesystem=bool(raw["require_filesystem"]))
+
+
+@dataclass(frozen=True)
 class LockPolicy:
     mode: str
     duration_days: int
@@ -94,6 +124,7 @@ class Options:
     consistency: str
     archive_after_days: int | None
     copy_to: tuple[CopyTarget, ...]
+    verify: VerifyOptions
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -112,6 +143,7 @@ class Options:
                 problems.append(job.problem("min_interval", str(exc)))
         claims = parse_claims(job, problems)
         copy_to = parse_copy_targets(job, policy, problems)
+        verify = parse_verify(job, problems)
         consistency = str(raw["consistency"])
         if consistency == "instance" and claims is not None:
             problems.append(job.problem(
@@ -143,6 +175,7 @@ class Options:
             consistency=consistency,
             archive_after_days=(int(raw["archive_after"]) if "archive_after" in raw else None),
             copy_to=copy_to,
+            verify=verify,
         )
 
 

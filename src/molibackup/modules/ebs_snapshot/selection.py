@@ -16,7 +16,13 @@ from molibackup.aws import paginate
 from molibackup.awserror import AwsError
 from molibackup.errors import JobError
 from molibackup.modules.ebs_snapshot.options import ClaimSelector, Options
-from molibackup.modules.ebs_snapshot.tagging import Claim, Volume, filters_for_tags, tag_dict
+from molibackup.modules.ebs_snapshot.tagging import (
+    Claim,
+    Volume,
+    VolumeShape,
+    filters_for_tags,
+    tag_dict,
+)
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -57,6 +63,14 @@ def claim_matches(tags: Mapping[str, str], selector: ClaimSelector) -> bool:
         owned = tags.get(CLUSTER_TAG_PREFIX + selector.cluster) in ("owned", "shared")
         return owned or tags.get(LEGACY_CLUSTER_TAG) == selector.cluster
     return True
+
+
+def cluster_of(tags: Mapping[str, str]) -> str | None:
+    """The cluster id a volume's tags name, if any."""
+    for key, value in sorted(tags.items()):
+        if key.startswith(CLUSTER_TAG_PREFIX) and value in ("owned", "shared"):
+            return key.removeprefix(CLUSTER_TAG_PREFIX)
+    return tags.get(LEGACY_CLUSTER_TAG)
 
 
 class Selector:
@@ -174,7 +188,7 @@ class Selector:
             volume_id = raw["VolumeId"]
             volumes.append(Volume(volume_id, tags.get("Name") or volume_id,
                                   tuple(sorted(a["InstanceId"] for a in attachments)), tags,
-                                  boot=boot))
+                                  boot=boot, shape=VolumeShape.of(raw)))
         return volumes
 
     # --- claims -------------------------------------------------------------------------
@@ -193,11 +207,12 @@ class Selector:
             if not claim_matches(tags, selector) or not tags_match(tags,
                                                                    self.options.volume_tags):
                 continue
-            claim = Claim(tags[PVC_NAMESPACE], tags[PVC_NAME], tags.get(PV_NAME, ""))
+            claim = Claim(tags[PVC_NAMESPACE], tags[PVC_NAME], tags.get(PV_NAME, ""),
+                          cluster_of(tags))
             attached = tuple(sorted(a["InstanceId"] for a in raw.get("Attachments", [])
                                     if a.get("State") == "attached"))
             volumes.append(Volume(raw["VolumeId"], f"{claim.namespace}/{claim.name}",
-                                  attached, tags, claim=claim))
+                                  attached, tags, claim=claim, shape=VolumeShape.of(raw)))
         return volumes
 
 

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from molibackup.aws import backoff_delay, max_attempts
-from molibackup.awserror import AwsError, FailureKind
+from molibackup.aws import max_attempts
+from molibackup.awserror import AwsError
 from molibackup.modules.base import JobContext
+from molibackup.modules.ebs_snapshot.recovery import GiveUp, SendOnce, Wait
 from molibackup.modules.ebs_snapshot.tagging import (
     INSTANCE_TAG,
     JOB_TAG,
@@ -60,6 +60,18 @@ T = TypeVar("T")
 PER_VOLUME_RATE_WAIT = 15.0
 
 
+def snapshot_limits(error: AwsError) -> Wait | GiveUp | None:
+    """EC2's per-volume limits: waited out, or reported for a later run; never retried in a
+    tight loop."""
+    if error.code == "ConcurrentSnapshotLimitExceeded":
+        return GiveUp("too many snapshots are still in progress; it will be snapshotted on a "
+                      "later run")
+    if error.code == "SnapshotCreationPerVolumeRateExceeded":
+        return Wait(PER_VOLUME_RATE_WAIT, f"EC2 allows one snapshot per volume every "
+                                          f"{PER_VOLUME_RATE_WAIT:.0f} s")
+    return None
+
+
 @dataclass(frozen=True)
 class Clients:
     """The job's EC2 clients: CreateSnapshot(s) without botocore's retries (they are ours,
@@ -84,8 +96,7 @@ class Snapshotter:
         self.job_name = context.job.name
         self.run_id = context.run_id
         self.log = context.log
-        self.stop = context.stop
-        self.max_attempts = max_attempts(context.settings)
+        self.send_once = SendOnce(max_attempts(context.settings), context.stop, context.log)
 
     def create(self, volume: Volume, name: str, tags: list[TagTypeDef]
                ) -> tuple[Made | None, str | None]:
@@ -128,39 +139,7 @@ class Snapshotter:
 
     def with_recovery(self, send: Callable[[], T], recover: Callable[[str], T | None],
                       what: str) -> tuple[T | None, str | None]:
-        """Send a create call with our own retries: throttled or unsent calls are sent again
-        after a backoff; when EC2 may have acted but the answer was lost, look for what it
-        made (by run id) before sending again."""
-        last_error = "no attempt made"
-        answer_lost = False
-        for attempt in range(1, self.max_attempts + 1):
-            if attempt > 1 and self.stop.is_set():
-                return None, f"{last_error} (not retried: the run was interrupted)"
-            # Listings are eventually consistent: a snapshot that a lost call made may show
-            # only after the backoff, so look again before sending another create.
-            if answer_lost and (found := recover(last_error)):
-                return found, None
-            try:
-                return send(), None
-            except AwsError as exc:
-                last_error = str(exc)
-                code, kind = exc.code, exc.kind
-                if code == "ConcurrentSnapshotLimitExceeded":
-                    return None, (f"{last_error} (too many snapshots are still in progress; "
-                                  "it will be snapshotted on a later run)")
-                if code == "SnapshotCreationPerVolumeRateExceeded":
-                    self.log.warning(f"{what}: EC2 allows one snapshot per volume every "
-                                     f"{PER_VOLUME_RATE_WAIT:.0f} s; waiting")
-                    time.sleep(PER_VOLUME_RATE_WAIT)
-                    continue
-                if kind == FailureKind.FINAL:
-                    return None, last_error
-                answer_lost = kind == FailureKind.MAYBE_DONE
-                if answer_lost and (found := recover(last_error)):
-                    return found, None
-                if attempt < self.max_attempts:
-                    time.sleep(backoff_delay(attempt))
-        return None, f"{last_error} (after {self.max_attempts} attempts)"
+        return self.send_once(send, recover, what, snapshot_limits)
 
     def recover(self, volume: Volume, error: str) -> Made | None:
         found = self.find_made(VOLUME_TAG, volume.volume_id)[:1]

@@ -19,8 +19,14 @@ RUN_TAG = "molibackup:run-id"
 CLAIM_NAMESPACE_TAG = "molibackup:pvc-namespace"
 CLAIM_NAME_TAG = "molibackup:pvc-name"
 PV_NAME_TAG = "molibackup:pv-name"
+CLUSTER_TAG = "molibackup:cluster"
+#: What a restore needs of the volume: zone, type, size, IOPS, throughput, devices. One tag on
+#: a volume's snapshot; on an instance's (one CreateSnapshots call, shared tags), one per
+#: volume, `molibackup:restore:<volume id>`.
+RESTORE_TAG = "molibackup:restore"
 MAX_TAGS = 50  # EC2's limit per resource
 MAX_DESCRIPTION = 255
+MAX_TAG_VALUE = 256
 
 
 @dataclass(frozen=True)
@@ -30,6 +36,65 @@ class Claim:
     namespace: str
     name: str
     pv_name: str
+    cluster: str | None = None
+
+
+@dataclass(frozen=True)
+class VolumeShape:
+    """What a restore needs to make the volume again as it was."""
+
+    zone: str | None = None
+    volume_type: str | None = None
+    size_gib: int | None = None
+    iops: int | None = None
+    throughput: int | None = None
+    devices: tuple[tuple[str, str], ...] = ()  # (instance id, device name) per attachment
+
+    @classmethod
+    def of(cls, raw: Mapping[str, Any]) -> VolumeShape:
+        """The shape of a volume as DescribeVolumes describes it."""
+        devices = tuple((str(a["InstanceId"]), str(a["Device"]))
+                        for a in raw.get("Attachments", [])
+                        if a.get("State") == "attached" and a.get("Device"))
+        return cls(zone=raw.get("AvailabilityZone"), volume_type=raw.get("VolumeType"),
+                   size_gib=raw.get("Size"), iops=raw.get("Iops"),
+                   throughput=raw.get("Throughput"), devices=devices)
+
+    def tag_value(self) -> str:
+        """As one tag value: `az=us-west-2a type=gp3 size=100 iops=3000 throughput=125
+        devices=i-0abc:/dev/sdf`, within EC2's 256 characters (devices last, cut first)."""
+        parts = [f"{key}={value}" for key, value in (
+            ("az", self.zone), ("type", self.volume_type), ("size", self.size_gib),
+            ("iops", self.iops), ("throughput", self.throughput)) if value is not None]
+        text = " ".join(parts)
+        devices = ""
+        for instance, device in self.devices:
+            candidate = f"{devices},{instance}:{device}" if devices else f"{instance}:{device}"
+            if len(text) + len(" devices=") + len(candidate) > MAX_TAG_VALUE:
+                break
+            devices = candidate
+        return f"{text} devices={devices}" if devices else text
+
+    @classmethod
+    def from_tag(cls, value: str) -> VolumeShape:
+        fields = dict(part.split("=", 1) for part in value.split() if "=" in part)
+
+        def number(key: str) -> int | None:
+            try:
+                return int(fields[key]) if key in fields else None
+            except ValueError:
+                return None
+
+        devices = tuple(tuple(item.split(":", 1)) for item in
+                        fields.get("devices", "").split(",") if ":" in item)
+        return cls(zone=fields.get("az"), volume_type=fields.get("type"),
+                   size_gib=number("size"), iops=number("iops"),
+                   throughput=number("throughput"),
+                   devices=devices)  # type: ignore[arg-type]
+
+    def device_on(self, instance_id: str) -> str | None:
+        return next((device for instance, device in self.devices if instance == instance_id),
+                    None)
 
 
 @dataclass(frozen=True)
@@ -40,6 +105,7 @@ class Volume:
     tags: Mapping[str, str] = field(repr=False)
     boot: bool = False  # the root device of the instance it is attached to
     claim: Claim | None = None
+    shape: VolumeShape = field(default_factory=VolumeShape)
 
 
 def tag_dict(tags: list[Any] | None) -> dict[str, str]:
@@ -83,7 +149,21 @@ def claim_tags(claim: Claim | None) -> dict[str, str]:
     tags = {CLAIM_NAMESPACE_TAG: claim.namespace, CLAIM_NAME_TAG: claim.name}
     if claim.pv_name:
         tags[PV_NAME_TAG] = claim.pv_name
+    if claim.cluster:
+        tags[CLUSTER_TAG] = claim.cluster
     return tags
+
+
+def shape_tag(volume: Volume, per_volume: bool = False) -> dict[str, str]:
+    key = f"{RESTORE_TAG}:{volume.volume_id}" if per_volume else RESTORE_TAG
+    value = volume.shape.tag_value()
+    return {key: value} if value else {}
+
+
+def shape_in(tags: Mapping[str, str], volume_id: str) -> VolumeShape | None:
+    """The recorded shape of `volume_id` in a snapshot's tags, if it has one."""
+    value = tags.get(f"{RESTORE_TAG}:{volume_id}") or tags.get(RESTORE_TAG)
+    return VolumeShape.from_tag(value) if value else None
 
 
 def snapshot_tags(
@@ -92,16 +172,20 @@ def snapshot_tags(
     """The tags of one volume's snapshot; with copy_volume_tags, the volume's own after ours."""
     ours = {"Name": snapshot_name(volume, moment), **run_tags(job_name, moment, run_id),
             VOLUME_TAG: volume.volume_id, INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
-            **claim_tags(volume.claim)}
+            **claim_tags(volume.claim), **shape_tag(volume)}
     return tag_list(ours, volume.tags if copy_volume_tags else None)
 
 
 def instance_snapshot_tags(instance_id: str, name: str, job_name: str, moment: datetime,
-                           run_id: str, *, copy_volume_tags: bool) -> list[TagTypeDef]:
+                           run_id: str, *, copy_volume_tags: bool,
+                           volumes: tuple[Volume, ...] = ()) -> list[TagTypeDef]:
     """The tags one CreateSnapshots call gives every snapshot of an instance. The volume is
     each snapshot's own VolumeId; with copy_volume_tags EC2 copies the volume's tags (its
-    Name included), so ours leave Name out."""
+    Name included), so ours leave Name out. The shape of each selected volume is a tag of
+    its own, since all the call's snapshots share these tags."""
     ours = {"Name": name, **run_tags(job_name, moment, run_id), INSTANCE_TAG: instance_id}
+    for volume in volumes:
+        ours.update(shape_tag(volume, per_volume=True))
     if copy_volume_tags:
         del ours["Name"]
     return tag_list(ours)

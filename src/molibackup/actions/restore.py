@@ -1,0 +1,283 @@
+"""`molibackup restore`: a volume, a claim (with its PV and PVC), or an instance's set of
+volumes, from the job's snapshots or from its copy in another region.
+
+Exit status: 0 restored (with --dry-run: a restore that would work), 1 a command-line or
+config problem (nothing was changed), 2 the restore failed, 75 waiting for the archive tier
+(run the same command again later).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from molibackup.actions.base import Command, Invocation, Outcome, Status
+from molibackup.actions.options import duration, positive
+from molibackup.actions.targets import claim_name, ebs_jobs, namespace_name, object_name
+from molibackup.errors import ConfigError, JobError, UsageError
+from molibackup.modules.ebs_snapshot.restoring import RestoreRequest, RestoreResult, restore
+
+#: What a restore calls (the README's restore policy grants exactly these).
+PERMISSIONS = frozenset({
+    "ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:DescribeInstances",
+    "ec2:DescribeAvailabilityZones", "ec2:DescribeSnapshotTierStatus", "ec2:CreateVolume",
+    "ec2:CreateTags", "ec2:AttachVolume", "ec2:RestoreSnapshotTier", "sts:AssumeRole",
+})
+VOLUME_TYPES = ("gp3", "gp2", "io2", "io1", "st1", "sc1", "standard")
+RESERVED_TAG = re.compile(r"^(aws:|molibackup:|CreatedBy$)")
+
+
+def tag(text: str) -> tuple[str, str]:
+    key, equals, value = text.partition("=")
+    if not equals or not key:
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE")
+    if RESERVED_TAG.match(key):
+        raise argparse.ArgumentTypeError(f"{key!r}: tags starting with aws: or molibackup:, "
+                                         "and CreatedBy, are not yours to set on a restore")
+    if len(key) > 128 or len(value) > 256:
+        raise argparse.ArgumentTypeError(f"{text!r}: a tag key has at most 128 characters, "
+                                         "a value 256")
+    return key, value
+
+
+def identifier(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,39}", text):
+        raise argparse.ArgumentTypeError(f"{text!r}: a restore id is 1 to 40 letters, digits, "
+                                         "'.', '_' and '-'")
+    return text
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--volume", metavar="VOL", help="the newest backup of this volume")
+    which.add_argument("--claim", metavar="NAMESPACE/NAME", type=claim_name,
+                       help="the newest backup of this Kubernetes claim's volume")
+    which.add_argument("--instance", metavar="ID",
+                       help="every volume the job snapshotted of this instance, from one run")
+    which.add_argument("--snapshot", metavar="SNAP", help="this snapshot of the job")
+    parser.add_argument("--at", metavar="TIME",
+                        help="the newest backup started at or before TIME: ISO 8601 "
+                             "(2026-11-30T04:00Z; without offset, in the job's time zone) or "
+                             "a duration meaning that long ago (36h, 2d)")
+    parser.add_argument("--from-region", metavar="REGION",
+                        help="restore from the job's copy in this copy_to destination")
+    parser.add_argument("--availability-zone", metavar="AZ",
+                        help="the new volume's zone (default: the recorded one)")
+    parser.add_argument("--volume-type", choices=VOLUME_TYPES,
+                        help="default: the recorded type")
+    parser.add_argument("--iops", type=positive, help="default: the recorded IOPS")
+    parser.add_argument("--throughput", type=positive, metavar="MIB_S",
+                        help="default: the recorded throughput (gp3)")
+    parser.add_argument("--size", type=positive, metavar="GIB",
+                        help="at least the snapshot's size (its default)")
+    parser.add_argument("--kms-key-id", metavar="KEY", help="encrypt the volume with this key")
+    parser.add_argument("--tag", action="append", type=tag, default=[], metavar="KEY=VALUE",
+                        help="one more tag on the new volume(s) (repeatable)")
+    parser.add_argument("--attach", metavar="INSTANCE",
+                        help="attach the new volume(s) to this instance (same zone)")
+    parser.add_argument("--device", metavar="DEV",
+                        help="the device name with --attach (default: the recorded one, else "
+                             "the first free /dev/sd[f-p])")
+    parser.add_argument("--manifest", metavar="FILE",
+                        help="write the claim's PersistentVolume and PersistentVolumeClaim "
+                             "to FILE ('-': standard output) for kubectl apply -f")
+    parser.add_argument("--claim-name", type=object_name, metavar="NAME",
+                        help="the restored claim's name (default: the original's)")
+    parser.add_argument("--namespace", type=namespace_name, metavar="NS",
+                        help="the restored claim's namespace (default: the original's)")
+    parser.add_argument("--storage-class", type=object_name, metavar="NAME",
+                        help="the storage class of the PV and claim (default: none, \"\")")
+    parser.add_argument("--fs-type", default="ext4", choices=("ext4", "xfs", "ext3", "btrfs"),
+                        help="the volume's filesystem, for the PV (default: ext4)")
+    parser.add_argument("--restore-id", type=identifier, metavar="ID",
+                        help="name this restore (default: derived from job, snapshots, zone "
+                             "and claim); the same id finds the volumes it made")
+    parser.add_argument("--archive-days", type=positive, default=1, metavar="DAYS",
+                        help="days an archived snapshot stays restored (default 1)")
+    waiting = parser.add_mutually_exclusive_group()
+    waiting.add_argument("--wait-timeout", type=duration, metavar="DURATION",
+                         help="how long to wait for the volume (default 15m)")
+    waiting.add_argument("--no-wait", action="store_true",
+                         help="return once the volume is created")
+    parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
+                        help="say what would be restored, change nothing")
+    parser.add_argument("--output", choices=["text", "json"], default="text",
+                        help="a summary (default) or a JSON document, on standard output")
+
+
+def request_from(args: argparse.Namespace) -> RestoreRequest:
+    """The request, or UsageError for flags that do not go together."""
+    combinations = [
+        (args.device and not args.attach, "--device needs --attach"),
+        (args.no_wait and args.attach, "--attach needs the volume available: leave out "
+                                       "--no-wait"),
+        (args.at and args.snapshot, "--at chooses among snapshots: leave it out with "
+                                    "--snapshot"),
+        (args.instance and args.manifest, "--manifest is for a claim's volume, not an "
+                                          "instance's set"),
+        (args.instance and args.size, "--size applies to one volume: leave it out with "
+                                      "--instance"),
+        (args.instance and args.device, "--device applies to one volume; an instance's "
+                                        "volumes get their recorded devices"),
+        (not args.manifest and (args.claim_name or args.namespace or args.storage_class),
+         "--claim-name, --namespace and --storage-class are for --manifest"),
+        (args.manifest == "-" and args.output == "json",
+         "--manifest - and --output json both want standard output: write the manifest to a "
+         "file"),
+    ]
+    for refused, why in combinations:
+        if refused:
+            raise UsageError(why)
+    return RestoreRequest(
+        volume_id=args.volume, claim=args.claim, instance_id=args.instance,
+        snapshot_id=args.snapshot, at=args.at, from_region=args.from_region,
+        zone=args.availability_zone, volume_type=args.volume_type, iops=args.iops,
+        throughput=args.throughput, size_gib=args.size, kms_key_id=args.kms_key_id,
+        tags=dict(args.tag), attach=args.attach, device=args.device, manifest=args.manifest,
+        claim_name=args.claim_name, namespace=args.namespace,
+        storage_class=args.storage_class, fs_type=args.fs_type, restore_id=args.restore_id,
+        wait=not args.no_wait, **({"wait_timeout": args.wait_timeout}
+                                  if args.wait_timeout else {}),
+        archive_days=args.archive_days, dry_run=bool(getattr(args, "dry_run", False)))
+
+
+def run(invocation: Invocation) -> Outcome:
+    args = invocation.args
+    names = [*args.job, *args.command_jobs]
+    if len(names) != 1:
+        raise UsageError("restore needs exactly one --job NAME: the job whose snapshots to "
+                         "restore")
+    request = request_from(args)
+    jobs = list(ebs_jobs(invocation.jobs))
+    if not jobs:
+        raise ConfigError([f"{invocation.config.path}: job {names[0]} makes no EBS snapshots "
+                           "(or is disabled): nothing to restore"])
+    prepared, module = jobs[0]
+    log = logger.bind(job=prepared.job.name)
+    with invocation.interruption.installed():
+        try:
+            result = restore(module, invocation.config.settings, log, now=invocation.clock(),
+                             stop=invocation.interruption.stop, request=request)
+        except JobError as exc:
+            log.error(f"job {prepared.job.name}: {exc}")
+            return Outcome(Status.FAILED)
+    if result.manifest is not None and request.manifest and not request.dry_run:
+        write_manifest(request.manifest, result.manifest, log)
+    result.next_step = result.next_step or next_step(result, request)
+    show(result, request, args.output, log)
+    if result.waiting_for_archive:
+        return Outcome(Status.COME_BACK_LATER)
+    return Outcome(Status.OK)
+
+
+def write_manifest(where: str, text: str, log: Any) -> None:
+    if where == "-":
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    try:
+        Path(where).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise JobError(f"the volume is made, but the manifest could not be written to {where}: "
+                       f"{exc.strerror or exc}; run the same restore again with another "
+                       "--manifest") from None
+    log.info(f"wrote the PersistentVolume and PersistentVolumeClaim to {where}")
+
+
+def next_step(result: RestoreResult, request: RestoreRequest) -> str:
+    if request.dry_run:
+        return "run the same command without --dry-run to restore"
+    volumes = ", ".join(v.volume_id for v in result.volumes.values())
+    if result.claim is not None and request.manifest:
+        target = "the manifest above" if request.manifest == "-" else request.manifest
+        return (f"kubectl apply -f {target} (to restore over the original claim, delete it "
+                f"first: kubectl delete pvc -n {result.claim.namespace} "
+                f"{result.claim.claim_name})")
+    if result.attached:
+        return f"mount it on {request.attach}: {volumes} attached"
+    return (f"attach it: molibackup restore with the same options and --attach INSTANCE, or "
+            f"aws ec2 attach-volume --volume-id {volumes} --instance-id INSTANCE --device DEV")
+
+
+def show(result: RestoreResult, request: RestoreRequest, output: str, log: Any) -> None:
+    """On standard output; with the manifest there, the summary goes to the log instead."""
+    document = as_document(result, request)
+    if output == "json":
+        sys.stdout.write(json.dumps(document, indent=2) + "\n")
+        sys.stdout.flush()
+        return
+    text = render_text(document)
+    if request.manifest == "-":
+        for line in text.splitlines():
+            log.info(line)
+        return
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def as_document(result: RestoreResult, request: RestoreRequest) -> dict[str, Any]:
+    return {
+        "job": result.job,
+        "where": result.region,
+        "restore_id": result.restore_id,
+        "status": result.status,
+        "dry_run": request.dry_run,
+        "run_id": result.run_id,
+        "volumes": [{
+            "snapshot_id": item.snapshot.snapshot_id,
+            "snapshot_time": item.snapshot.start_time.isoformat(),
+            "source_volume_id": item.snapshot.volume_id,
+            "claim": item.snapshot.claim_text,
+            "volume_id": (result.volumes[item.snapshot.snapshot_id].volume_id
+                          if item.snapshot.snapshot_id in result.volumes else None),
+            "state": (result.volumes[item.snapshot.snapshot_id].state
+                      if item.snapshot.snapshot_id in result.volumes else None),
+            "availability_zone": item.spec.zone,
+            "volume_type": item.spec.volume_type,
+            "size_gib": item.spec.size_gib,
+            "iops": item.spec.iops,
+            "throughput": item.spec.throughput,
+            "attached_to": request.attach if item.device else None,
+            "device": item.device,
+        } for item in result.planned],
+        "claim": ({"namespace": result.claim.namespace, "name": result.claim.claim_name,
+                   "persistent_volume": result.claim.pv_name}
+                  if result.claim is not None else None),
+        "manifest": request.manifest if result.manifest is not None else None,
+        "next_step": result.next_step,
+    }
+
+
+def render_text(document: dict[str, Any]) -> str:
+    run = f", run {document['run_id']}" if document["run_id"] else ""
+    lines = [f"restore {document['restore_id']} of job {document['job']} in "
+             f"{document['where']}{run}: {document['status']}"]
+    for volume in document["volumes"]:
+        made = volume["volume_id"] or "(not made)"
+        claim = f", claim {volume['claim']}" if volume["claim"] else ""
+        attached = (f", attached to {volume['attached_to']} as {volume['device']}"
+                    if volume["attached_to"] else "")
+        lines.append(f"  {volume['snapshot_id']} ({volume['snapshot_time']}, volume "
+                     f"{volume['source_volume_id']}{claim}) -> {made} in "
+                     f"{volume['availability_zone']} ({volume['volume_type']}, "
+                     f"{volume['size_gib']} GiB){attached}"
+                     + (f": {volume['state']}" if volume["state"] else ""))
+    lines.append(f"next: {document['next_step']}")
+    return "\n".join(lines)
+
+
+COMMAND = Command(
+    help="make a volume (or a claim's PV and PVC, or an instance's set) from the job's "
+         "snapshots, or from its copy in another region",
+    description="Restores the newest completed backup (or the one at --at, or --snapshot) of "
+                "a volume, a Kubernetes claim or an instance into new volume(s), once however "
+                "often it is run. Exit status 0 restored, 1 a command-line or config "
+                "problem (nothing changed), 2 the restore failed, 75 the snapshot is coming "
+                "back from the archive tier: run the same command again later.",
+    add_arguments=add_arguments, run=run)

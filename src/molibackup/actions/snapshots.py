@@ -1,0 +1,159 @@
+"""`molibackup snapshots`: what each job has, per volume, and what its next rotation would do.
+
+Reads only. Lists the volumes each job selects and the volumes that only have snapshots of
+the job left (no longer selected, or gone), each with the job's snapshots newest first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+from loguru import logger
+
+from molibackup.actions.base import Command, Invocation, Outcome
+from molibackup.actions.targets import claim_name, ebs_jobs
+from molibackup.errors import ConfigError, MolibackupError
+from molibackup.modules.ebs_snapshot.listing import JobListing, Narrowing, Row, list_job
+from molibackup.modules.ebs_snapshot.verification import VERIFIED_AT_TAG, VERIFIED_TAG
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--volume", metavar="VOL", help="only this volume (vol-...)")
+    which.add_argument("--claim", metavar="NAMESPACE/NAME", type=claim_name,
+                       help="only the volume of this Kubernetes claim")
+    which.add_argument("--instance", metavar="ID", help="only the volumes of this instance")
+    parser.add_argument("--copies", action="store_true",
+                        help="also each snapshot's copies in the job's copy_to destinations")
+    parser.add_argument("--output", choices=["text", "json"], default="text",
+                        help="a table (default) or a JSON document, on standard output")
+
+
+def narrowing(args: argparse.Namespace) -> Narrowing:
+    return Narrowing(volume_id=args.volume, claim=args.claim, instance_id=args.instance)
+
+
+def run(invocation: Invocation) -> Outcome:
+    args, now = invocation.args, invocation.clock()
+    narrow = narrowing(args)
+    listings: list[tuple[JobListing, tzinfo]] = []
+    for prepared, module in ebs_jobs(invocation.jobs):
+        log = logger.bind(job=prepared.job.name)
+        try:
+            listing = list_job(module, invocation.config.settings, log, now=now,
+                               narrowing=narrow, with_copies=args.copies)
+        except MolibackupError as exc:  # a JobError, or an AwsError
+            listing = JobListing(prepared.job.name, module.options.aws_region,
+                                 errors=[str(exc)])
+        for error in listing.errors:
+            log.error(f"job {listing.job}: {error}")
+        listings.append((listing, module.options.policy.timezone))
+    if narrow.describe() != "every volume" and not any(
+            listing.volumes for listing, _ in listings if not listing.errors) and not any(
+            listing.errors for listing, _ in listings):
+        jobs = ", ".join(listing.job for listing, _ in listings)
+        raise ConfigError([f"{invocation.config.path}: no job ({jobs}) selects or has "
+                           f"snapshots of {narrow.describe()}: check the id, or the --job"])
+    text = (as_json(listings, now) if args.output == "json"
+            else as_table(listings, with_copies=args.copies))
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+    return Outcome.of(not any(listing.errors for listing, _ in listings))
+
+
+def _time(moment: datetime, zone: tzinfo) -> str:
+    return moment.astimezone(zone).isoformat(timespec="seconds")
+
+
+def verification(row: Row) -> dict[str, str] | None:
+    """The evidence `molibackup verify` left on the snapshot, if any."""
+    moment = row.snapshot.tags.get(VERIFIED_AT_TAG)
+    return {"at": moment, "outcome": row.snapshot.tags.get(VERIFIED_TAG, "")} if moment else None
+
+
+def rotation(row: Row) -> dict[str, Any]:
+    return {"action": "delete" if row.decision.delete else "keep",
+            "reasons": [str(reason) for reason in row.decision.reasons]}
+
+
+def as_json(listings: Sequence[tuple[JobListing, tzinfo]], now: datetime) -> str:
+    document = {"listed_at": now.isoformat(), "jobs": [{
+        "job": listing.job,
+        "region": listing.region,
+        "errors": listing.errors,
+        "volumes": [{
+            "volume_id": volume.volume_id,
+            "name": volume.name,
+            "status": volume.status,
+            "claim": volume.claim,
+            "snapshots": [{
+                "snapshot_id": row.snapshot.snapshot_id,
+                "start_time": _time(row.snapshot.start_time, zone),
+                "state": row.snapshot.state,
+                "storage_tier": row.snapshot.storage_tier,
+                "locked": row.locked,
+                "size_gib": row.snapshot.size_gib,
+                "name": row.snapshot.name,
+                "claim": row.snapshot.claim_text,
+                "run_id": row.snapshot.run_id,
+                "rotation": rotation(row),
+                "verification": verification(row),
+                "copies": [{"region": c.region, "account": c.account,
+                            "snapshot_id": c.snapshot_id, "state": c.state}
+                           for c in row.copies],
+            } for row in volume.rows],
+        } for volume in listing.volumes],
+    } for listing, zone in listings]}
+    return json.dumps(document, indent=2)
+
+
+def as_table(listings: Sequence[tuple[JobListing, tzinfo]], with_copies: bool) -> str:
+    header = ("SNAPSHOT", "START", "STATE", "TIER", "LOCKED", "SIZE", "NAME", "VERIFIED",
+              "NEXT ROTATION")
+    blocks: list[str] = []
+    for listing, zone in listings:
+        if listing.errors:
+            blocks.append(f"job {listing.job} ({listing.region}): ERROR: "
+                          + "; ".join(listing.errors))
+        if not listing.volumes and not listing.errors:
+            blocks.append(f"job {listing.job} ({listing.region}): no volume, no snapshot")
+        for volume in listing.volumes:
+            claim = f", claim {volume.claim}" if volume.claim else ""
+            title = (f"job {listing.job} ({listing.region}), volume {volume.volume_id} "
+                     f"({volume.name}{claim}): {volume.status}, {len(volume.rows)} snapshot(s)")
+            rows = [(row.snapshot.snapshot_id, _time(row.snapshot.start_time, zone),
+                     row.snapshot.state, row.snapshot.storage_tier,
+                     "?" if row.locked is None else "yes" if row.locked else "no",
+                     f"{row.snapshot.size_gib} GiB", row.snapshot.name[:48],
+                     (verification(row) or {}).get("at", "-"),
+                     ("DELETE: " if row.decision.delete else "keep: ")
+                     + row.decision.reason) for row in volume.rows]
+            lines = [title, *(table([header, *rows]) if rows else ["  (no snapshot yet)"])]
+            if with_copies:
+                for row in volume.rows:
+                    lines += [f"    {row.snapshot.snapshot_id} copy in {c.region} "
+                              f"(account {c.account}): {c.snapshot_id} {c.state}"
+                              for c in row.copies]
+            blocks.append("\n".join(lines))
+    return "\n\n".join(blocks)
+
+
+def table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+            .rstrip() for row in rows]
+
+
+COMMAND = Command(
+    help="list each job's snapshots per volume, newest first, and what the next rotation "
+         "would do with each (reads only)",
+    description="Lists, for every volume each job selects and every volume that only has "
+                "snapshots of the job left, the job's snapshots newest first: time (in the "
+                "job's time zone), state, tier, lock, size, name, and what the next rotation "
+                "would do (kept, with its reasons, or deleted).",
+    add_arguments=add_arguments, run=run)

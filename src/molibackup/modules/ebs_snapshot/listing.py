@@ -1,0 +1,196 @@
+"""What `molibackup snapshots` shows of a job: per volume (selected, no longer selected, or
+gone), its snapshots newest first with what the next rotation would do, and their copies."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+import boto3
+
+from molibackup import retention
+from molibackup.aws import assume_role, caller_account, ec2_client, session_name_for
+from molibackup.awserror import AwsError
+from molibackup.config import GlobalSettings
+from molibackup.errors import JobError
+from molibackup.modules.ebs_snapshot.catalog import (
+    SnapshotInfo,
+    existing_volumes,
+    job_copies,
+    job_snapshots,
+    locked_snapshot_ids,
+)
+from molibackup.modules.ebs_snapshot.options import CopyTarget
+from molibackup.modules.ebs_snapshot.selection import Selector
+from molibackup.modules.ebs_snapshot.tagging import Volume
+
+if TYPE_CHECKING:
+    from loguru import Logger
+    from mypy_boto3_ec2 import EC2Client
+
+    from molibackup.modules.ebs_snapshot.module import EbsSnapshot
+
+SELECTED, NOT_SELECTED, GONE = "selected", "not selected", "gone"
+
+
+@dataclass(frozen=True)
+class Narrowing:
+    """At most one of --volume, --claim NAMESPACE/NAME, --instance."""
+
+    volume_id: str | None = None
+    claim: tuple[str, str] | None = None
+    instance_id: str | None = None
+
+    def admits(self, volume_id: str, claim: tuple[str, str] | None,
+               instance_ids: tuple[str, ...]) -> bool:
+        if self.volume_id is not None:
+            return volume_id == self.volume_id
+        if self.claim is not None:
+            return claim == self.claim
+        if self.instance_id is not None:
+            return self.instance_id in instance_ids
+        return True
+
+    def describe(self) -> str:
+        if self.volume_id:
+            return f"volume {self.volume_id}"
+        if self.claim:
+            return f"claim {self.claim[0]}/{self.claim[1]}"
+        if self.instance_id:
+            return f"instance {self.instance_id}"
+        return "every volume"
+
+
+@dataclass(frozen=True)
+class CopyInfo:
+    region: str
+    account: str
+    snapshot_id: str
+    state: str
+
+
+@dataclass(frozen=True)
+class Row:
+    snapshot: SnapshotInfo
+    decision: retention.Decision
+    locked: bool | None  # None: the locks could not be read
+    copies: tuple[CopyInfo, ...] = ()
+
+
+@dataclass
+class VolumeListing:
+    volume_id: str
+    name: str
+    status: str
+    claim: str | None
+    rows: list[Row] = field(default_factory=list)
+
+
+@dataclass
+class JobListing:
+    job: str
+    region: str
+    volumes: list[VolumeListing] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
+def destination_session(session: boto3.Session, job_name: str, target: CopyTarget
+                        ) -> boto3.Session:
+    if not target.role_arn:
+        return session
+    return assume_role(session, target.role_arn, target.external_id,
+                       session_name_for(job_name, "molibackup-copy"))
+
+
+def list_job(module: EbsSnapshot, settings: GlobalSettings, log: Logger, *, now: datetime,
+             narrowing: Narrowing, with_copies: bool) -> JobListing:
+    options = module.options
+    listing = JobListing(module.job.name, options.aws_region)
+    session = module.session()
+    client = ec2_client(session, options.aws_region, settings)
+    selected = {v.volume_id: v for v in Selector(options, client, log).select(
+        module.instance_id())}
+    snapshots = job_snapshots(client, module.job.name)
+    by_volume: dict[str, list[SnapshotInfo]] = defaultdict(list)
+    for snapshot in snapshots:
+        by_volume[snapshot.volume_id].append(snapshot)
+    volumes = [volume_listing(volume_id, selected.get(volume_id), by_volume[volume_id])
+               for volume_id in sorted({*selected, *by_volume})]
+    volumes = [v for v in volumes if narrowing.admits(
+        v.volume_id, _claim(selected.get(v.volume_id), by_volume[v.volume_id]),
+        _instances(selected.get(v.volume_id), by_volume[v.volume_id]))]
+    unselected = [v.volume_id for v in volumes if v.status != SELECTED]
+    if unselected:
+        alive = existing_volumes(client, unselected)
+        for volume in volumes:
+            if volume.status != SELECTED and volume.volume_id not in alive:
+                volume.status = GONE
+    shown = [s for v in volumes for s in by_volume[v.volume_id]]
+    locked = locks(client, [s.snapshot_id for s in shown], listing, log)
+    copies = (copies_of(module, session, settings, listing) if with_copies and shown else {})
+    decisions = {d.snapshot.snapshot_id: d for d in retention.plan(
+        [s.record() for s in shown], now, options.policy)}
+    for volume in volumes:
+        volume.rows = [Row(s, decisions[s.snapshot_id],
+                           None if locked is None else s.snapshot_id in locked,
+                           tuple(copies.get(s.snapshot_id, ())))
+                       for s in by_volume[volume.volume_id]]
+    listing.volumes = volumes
+    return listing
+
+
+def volume_listing(volume_id: str, volume: Volume | None, snapshots: list[SnapshotInfo]
+                   ) -> VolumeListing:
+    if volume is not None:
+        claim = f"{volume.claim.namespace}/{volume.claim.name}" if volume.claim else None
+        return VolumeListing(volume_id, volume.name, SELECTED, claim)
+    newest = snapshots[0] if snapshots else None
+    claim = newest.claim_text if newest else None
+    name = claim or (newest.tags.get("Name", "").rsplit("-", 3)[0] if newest else "") or "-"
+    return VolumeListing(volume_id, name, NOT_SELECTED, claim)
+
+
+def _claim(volume: Volume | None, snapshots: list[SnapshotInfo]) -> tuple[str, str] | None:
+    if volume is not None and volume.claim is not None:
+        return volume.claim.namespace, volume.claim.name
+    return next((s.claim for s in snapshots if s.claim), None)
+
+
+def _instances(volume: Volume | None, snapshots: list[SnapshotInfo]) -> tuple[str, ...]:
+    found = set(volume.instance_ids if volume else ())
+    for snapshot in snapshots:
+        found.update(snapshot.instance_ids)
+    return tuple(sorted(found))
+
+
+def locks(client: EC2Client, snapshot_ids: list[str], listing: JobListing, log: Logger
+          ) -> set[str] | None:
+    if not snapshot_ids:
+        return set()
+    try:
+        return locked_snapshot_ids(client, snapshot_ids)
+    except AwsError as exc:
+        log.warning(f"could not read the snapshots' locks ({exc}): shown as unknown")
+        return None
+
+
+def copies_of(module: EbsSnapshot, session: boto3.Session, settings: GlobalSettings,
+              listing: JobListing) -> dict[str, list[CopyInfo]]:
+    """Source snapshot id -> its copies in every copy_to destination."""
+    found: dict[str, list[CopyInfo]] = defaultdict(list)
+    options = module.options
+    account = caller_account(session, options.aws_region)
+    for target in options.copy_to:
+        try:
+            client = ec2_client(destination_session(session, module.job.name, target),
+                                target.region, settings)
+            for copy in job_copies(client, module.job.name, options.aws_region, account):
+                if copy.source_snapshot_id:
+                    found[copy.source_snapshot_id].append(CopyInfo(
+                        target.region, target.account or account, copy.snapshot_id,
+                        copy.state))
+        except (AwsError, JobError) as exc:
+            listing.errors.append(f"copies in {target.describe()}: {exc}")
+    return found
