@@ -9,7 +9,9 @@ shared and noisy, so absolute seconds mean little):
    (mutating calls - burst) / refill, with no call left failed;
 3. memory: peak RSS of a run whose job owns 100,000 snapshots;
 4. consistency: create calls of `consistency: instance` (one CreateSnapshots per instance)
-   vs `consistency: volume` (one CreateSnapshot per volume), on instances with 4 volumes.
+   vs `consistency: volume` (one CreateSnapshot per volume), on instances with 4 volumes;
+5. verify: blocks read (and checked) per second, and API calls per verified volume, of
+   `molibackup verify` over volumes holding real ext4 filesystems.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
 """
@@ -32,6 +34,7 @@ from typing import Any
 
 import boto3
 import yaml
+from moto.ebs.responses import EBSResponse
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from tests.support.ec2proxy import EC2Proxy, TokenBucket  # noqa: E402
 from tests.support.emulator import Emulator, index_tag_lookups  # noqa: E402
 from tests.support.fleet import REGION, Fleet  # noqa: E402
+from tests.support.images import image  # noqa: E402
 
 from molibackup import cli  # noqa: E402
 
@@ -247,6 +251,64 @@ def consistency(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
     ]
 
 
+def verify(emulator: Emulator, volumes: int, workdir: Path) -> list[str]:
+    """`molibackup verify` of `volumes` ext4 volumes: EC2 calls through the proxy, EBS direct
+    API calls counted in the emulator (they are REST calls the EC2 proxy does not see)."""
+    emulator.reset()
+    client = boto3.client("ec2", region_name=REGION, endpoint_url=emulator.url)
+    fleet = Fleet(client, emulator)
+    filesystem = image("ext4")
+    for _ in range(volumes):
+        instance = fleet.instance({"Backup": "bench"})
+        volume = fleet.attached_volume(instance.instance_id, {"Name": "data"})
+        for offset, data in filesystem:
+            emulator.write_volume(REGION, volume, data, at=offset)
+    config = workdir / "verify.yaml"
+    config.write_text(yaml.safe_dump({"jobs": {JOB: {
+        "module": "ebs-snapshot", "aws_region": REGION, "instance_tag": "Backup=bench",
+        "exclude_boot_volume": True}}}))
+    counted: dict[str, int] = {"GetSnapshotBlock": 0, "ListSnapshotBlocks": 0}
+    originals = {name: getattr(EBSResponse, method) for name, method in (
+        ("GetSnapshotBlock", "get_snapshot_block"), ("ListSnapshotBlocks",
+                                                     "list_snapshot_blocks"))}
+
+    def counting(name: str) -> Any:
+        def call(self: Any) -> Any:
+            counted[name] += 1
+            return originals[name](self)
+        return call
+
+    EBSResponse.get_snapshot_block = counting("GetSnapshotBlock")  # type: ignore[method-assign]
+    EBSResponse.list_snapshot_blocks = counting(  # type: ignore[method-assign]
+        "ListSnapshotBlocks")
+    os.environ["AWS_ENDPOINT_URL_EBS"] = emulator.url
+    try:
+        with EC2Proxy(emulator.url) as proxy:
+            assert run_ours(proxy, config).failed is False
+            os.environ["AWS_ENDPOINT_URL_EC2"] = proxy.url
+            proxy.state.reset_counts()
+            log = io.StringIO()
+            started = time.perf_counter()
+            with contextlib.redirect_stderr(log), contextlib.redirect_stdout(io.StringIO()):
+                status = cli.main(["-c", str(config), "verify"])
+            seconds = time.perf_counter() - started
+            ec2_calls = sum(proxy.calls.values())
+    finally:
+        EBSResponse.get_snapshot_block = originals["GetSnapshotBlock"]  # type: ignore[method-assign]
+        EBSResponse.list_snapshot_blocks = originals[  # type: ignore[method-assign]
+            "ListSnapshotBlocks"]
+    assert status == 0, log.getvalue()[-2000:]
+    blocks = counted["GetSnapshotBlock"]
+    calls = ec2_calls + blocks + counted["ListSnapshotBlocks"]
+    return [
+        f"verify, {volumes} volumes holding ext4 (method blocks, 512 KiB blocks):",
+        f"  {blocks} blocks read and checked in {seconds:.1f} s: {blocks / seconds:.0f} blocks/s "
+        f"({blocks * 512 / 1024 / seconds:.0f} MiB/s)",
+        f"  {calls} calls ({ec2_calls} EC2, {counted['ListSnapshotBlocks']} ListSnapshotBlocks, "
+        f"{blocks} GetSnapshotBlock): {calls / volumes:.1f} calls per verified volume",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--volumes", type=int, default=120)
@@ -254,6 +316,7 @@ def main() -> int:
     parser.add_argument("--burst", type=int, default=40)
     parser.add_argument("--refill", type=float, default=10.0)
     parser.add_argument("--instances", type=int, default=30)
+    parser.add_argument("--verify-volumes", type=int, default=20)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -269,6 +332,7 @@ def main() -> int:
                 lambda: speed(emulator, args.volumes, workdir),
                 lambda: throttled(emulator, args.volumes, workdir, args.burst, args.refill),
                 lambda: consistency(emulator, args.instances, workdir),
+                lambda: verify(emulator, args.verify_volumes, workdir),
                 *([] if args.skip_memory else [lambda: memory(emulator, args.snapshots,
                                                               workdir)]),
             ):

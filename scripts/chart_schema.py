@@ -76,6 +76,20 @@ def build() -> dict[str, Any]:
             "suspend": {"type": "boolean", "description": "Suspend the CronJob."},
             "config": {"description": "The job's options in the molibackup config file.",
                        "allOf": [{"$ref": "#/definitions/job"}]},
+            "verify": {
+                "type": "object", "additionalProperties": False, "required": ["schedule"],
+                "description": "A second CronJob running `molibackup verify --job <job>`, which "
+                               "proves the job's newest backups restore (how: config.verify).",
+                "properties": {
+                    "schedule": {"type": "string", "minLength": 1,
+                                 "description": "Cron schedule of the verification, such as "
+                                                "\"0 6 * * 0\"."},
+                    "suspend": {"type": "boolean", "description": "Suspend that CronJob."},
+                    "verifiedWithin": {**DURATION, "description": "With prometheusRule: alert "
+                                       "when a volume's newest backup was not verified for "
+                                       "this long (default 8d)."},
+                },
+            },
             **settings,
         },
     }
@@ -142,6 +156,19 @@ def build() -> dict[str, Any]:
                                     "eks.amazonaws.com/role-arn for IRSA."},
                     "automountToken": {"type": "boolean", "description": "Mount a Kubernetes "
                                        "API token (molibackup does not need one)."},
+                },
+            },
+            "verifyServiceAccount": {
+                "type": "object", "additionalProperties": False,
+                "description": "A ServiceAccount of its own for the verify CronJobs (their IAM "
+                               "role differs: EBS direct APIs, and CreateVolume/DeleteVolume "
+                               "for the volume method). Without annotations or a name, they "
+                               "use serviceAccount.",
+                "properties": {
+                    "name": {"type": "string", "description": "An existing ServiceAccount to "
+                             "use; empty: one is created when annotations are given."},
+                    "annotations": {**STRING_MAP, "description": "Its annotations, such as "
+                                    "eks.amazonaws.com/role-arn of the verify role."},
                 },
             },
             "credentials": {

@@ -42,6 +42,17 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* The verify CronJobs' ServiceAccount: their own when given, else the backups'. */}}
+{{- define "molibackup.verifyServiceAccountName" -}}
+{{- if .Values.verifyServiceAccount.name }}
+{{- .Values.verifyServiceAccount.name }}
+{{- else if .Values.verifyServiceAccount.annotations }}
+{{- printf "%s-verify" (include "molibackup.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- include "molibackup.serviceAccountName" . }}
+{{- end }}
+{{- end }}
+
 {{- define "molibackup.image" -}}
 {{- $tag := default .Chart.AppVersion .Values.image.tag }}
 {{- if .Values.image.digest }}

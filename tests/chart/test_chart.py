@@ -47,6 +47,11 @@ VALUE_SETS = {
                                     {"key": "zone", "operator": "In", "values": ["a"]}]}]}}}},
         "jobs": {"web-daily": web_job()},
     },
+    "verify-with-its-own-role": {
+        "verifyServiceAccount": {"annotations": {
+            "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/molibackup-verify"}},
+        "jobs": {"web-daily": web_job(verify={"schedule": "0 6 * * 0", "suspend": False})},
+    },
 }
 
 
@@ -277,3 +282,25 @@ def test_chart_and_package_versions_agree() -> None:
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["appVersion"] == __version__
     assert Path(CHART / "values.yaml").is_file()
+
+
+def test_verify_schedule_renders_a_second_cronjob_running_verify_with_its_own_role() -> None:
+    values = VALUE_SETS["verify-with-its-own-role"]
+    backup, verify = sorted(of_kind(render(values), "CronJob"),
+                            key=lambda job: job["metadata"]["name"])
+    assert verify["metadata"]["name"] == "rel-molibackup-web-daily-verify"
+    assert verify["spec"]["schedule"] == "0 6 * * 0"
+    assert pod_spec(verify)["containers"][0]["args"] == [
+        "-c", "/etc/molibackup/molibackup.yaml", "--schema",
+        "/etc/molibackup/molibackup.schema.json", "verify", "--job", "web-daily"]
+    assert pod_spec(verify)["serviceAccountName"] == "rel-molibackup-verify"
+    assert pod_spec(backup)["serviceAccountName"] == "rel-molibackup"
+    accounts = {sa["metadata"]["name"]: sa for sa in of_kind(render(values), "ServiceAccount")}
+    assert accounts["rel-molibackup-verify"]["metadata"]["annotations"] == {
+        "eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/molibackup-verify"}
+
+
+def test_without_a_verify_role_the_verify_cronjob_uses_the_backup_service_account() -> None:
+    jobs = of_kind(render({"jobs": {"web-daily": web_job(verify={"schedule": "0 6 * * 0"})}}),
+                   "CronJob")
+    assert {pod_spec(job)["serviceAccountName"] for job in jobs} == {"rel-molibackup"}

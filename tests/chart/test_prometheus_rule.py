@@ -17,7 +17,8 @@ VALUES = {
     "monitoring": {"pushgateway": "http://pushgateway.monitoring:9091"},
     "jobs": {"web-daily": web_job(),
              "db-hourly": web_job(schedule="15 * * * *", staleAfter="2h",
-                                  volumeStaleAfter="3h")},
+                                  volumeStaleAfter="3h",
+                                  verify={"schedule": "0 6 * * *", "verifiedWithin": "3h"})},
 }
 WEB = 'job="molibackup", molibackup_job="web-daily", instance=""'
 DB = 'job="molibackup", molibackup_job="db-hourly", instance=""'
@@ -49,15 +50,15 @@ def test_the_rule_carries_the_selection_labels() -> None:
 def test_the_rules_pass_promtool_check(rules_file: Path) -> None:
     result = promtool("check", "rules", str(rules_file))
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "SUCCESS: 8 rules found" in result.stdout
+    assert "SUCCESS: 9 rules found" in result.stdout  # 4 per job, and db-hourly's verify
     assert "inconsistency" not in result.stdout + result.stderr
 
 
 STALE = {"web-daily": ("26h", "2d"), "db-hourly": ("2h", "3h")}
 
 
-def annotations(name: str, job: str, volume_id: str = "", volume_name: str = ""
-                ) -> dict[str, str]:
+def annotations(name: str, job: str, volume_id: str = "", volume_name: str = "",
+                molibackup_command: str = "") -> dict[str, str]:
     stale, volume_stale = STALE[job]
     return {
         "MolibackupJobFailed": {
@@ -77,6 +78,11 @@ def annotations(name: str, job: str, volume_id: str = "", volume_name: str = ""
             "description": f"The newest completed snapshot of volume {volume_id} "
                            f"({volume_name}) made by the job {job} is older than "
                            f"{volume_stale}, or there is none."},
+        "MolibackupVolumeNotVerified": {
+            "summary": f"volume {volume_id} has no backup verified within {volume_stale}",
+            "description": f"No backup of volume {volume_id} ({volume_name}) of the job {job} "
+                           f"was read back intact by molibackup verify within {volume_stale}, "
+                           "or none ever was: see the logs of its verify CronJob."},
     }[name]
 
 
@@ -149,6 +155,26 @@ ALERT_TESTS: list[dict[str, Any]] = [
             {"eval_time": "5h", "alertname": "MolibackupVolumeNotBackedUp",
              "exp_alerts": [alert("MolibackupVolumeNotBackedUp", "db-hourly",
                                   volume_id="vol-stuck", volume_name="logs")]},
+        ],
+    },
+    {   # a volume whose newest backup was not verified within verifiedWithin (3h), or never
+        "interval": "1h",
+        "input_series": [
+            {"series": "molibackup_verify_last_success_timestamp_seconds"
+                       f"{{{DB}, molibackup_command=\"verify\", volume_id=\"vol-ok\", "
+                       "volume_name=\"data\"}",
+             "values": "0 3600 7200 10800 14400 18000"},
+            {"series": "molibackup_verify_last_success_timestamp_seconds"
+                       f"{{{DB}, molibackup_command=\"verify\", volume_id=\"vol-bad\", "
+                       "volume_name=\"logs\"}",
+             "values": "0 3600 3600 3600 3600 3600"},
+        ],
+        "alert_rule_test": [
+            {"eval_time": "4h", "alertname": "MolibackupVolumeNotVerified", "exp_alerts": []},
+            {"eval_time": "5h", "alertname": "MolibackupVolumeNotVerified",
+             "exp_alerts": [alert("MolibackupVolumeNotVerified", "db-hourly",
+                                  volume_id="vol-bad", volume_name="logs",
+                                  molibackup_command="verify")]},
         ],
     },
     {   # ... and with volumeStaleAfter 2d, a web-daily volume without any snapshot alerts

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from molibackup.actions.restore import PERMISSIONS as RESTORE_PERMISSIONS
+from molibackup.actions.verify import PERMISSIONS as VERIFY_PERMISSIONS
 from molibackup.modules import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -77,3 +78,10 @@ def test_the_backup_role_needs_no_create_volume() -> None:
                for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
     assert "ec2:CreateVolume" not in granted
     assert "ec2:AttachVolume" not in granted
+
+
+def test_the_verify_policy_grants_exactly_what_verify_calls() -> None:
+    verify = policies()[3]
+    granted = {action for s in verify["Statement"]
+               for action in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert granted == VERIFY_PERMISSIONS
