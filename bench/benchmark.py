@@ -11,7 +11,9 @@ shared and noisy, so absolute seconds mean little):
 4. consistency: create calls of `consistency: instance` (one CreateSnapshots per instance)
    vs `consistency: volume` (one CreateSnapshot per volume), on instances with 4 volumes;
 5. verify: blocks read (and checked) per second, and API calls per verified volume, of
-   `molibackup verify` over volumes holding real ext4 filesystems.
+   `molibackup verify` over volumes holding real ext4 filesystems;
+6. hooks: the freeze window (pre's end to post's start) of each instance of a fleet
+   snapshotted with `hooks.freeze`, every EC2 and SSM call delayed by 50 ms.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
 """
@@ -309,6 +311,38 @@ def verify(emulator: Emulator, volumes: int, workdir: Path) -> list[str]:
     ]
 
 
+def hooks(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
+    emulator.reset()
+    client = boto3.client("ec2", region_name=REGION, endpoint_url=emulator.url)
+    fleet = Fleet(client, emulator)
+    for _ in range(instances):
+        fleet.instance({"Backup": "bench"}, {"data": {}, "wal": {}})
+    config = workdir / "hooks.yaml"
+    config.write_text(yaml.safe_dump({"jobs": {JOB: {
+        "module": "ebs-snapshot", "aws_region": REGION, "instance_tag": "Backup=bench",
+        "consistency": "instance", "exclude_boot_volume": True,
+        "hooks": {"freeze": ["/data", "/wal"]}}}}))
+    with EC2Proxy(emulator.url, latency=LATENCY) as proxy:
+        os.environ["AWS_ENDPOINT_URL_SSM"] = proxy.url
+        outcome = run_ours(proxy, config)
+        ssm_calls = proxy.calls["SendCommand"] + proxy.calls["GetCommandInvocation"]
+    assert not outcome.failed, "the hooked run failed"
+    by_instance: dict[str, int] = {}
+    for snap in fleet.job_snapshots(JOB):
+        tags = {t["Key"]: t["Value"] for t in snap["Tags"]}
+        by_instance[tags["molibackup:instance-id"]] = int(tags["molibackup:freeze-ms"])
+    per_instance = sorted(by_instance.values())
+    assert len(per_instance) == instances, by_instance
+    median = per_instance[len(per_instance) // 2]
+    return [
+        f"hooks, {instances} instances x 2 data volumes frozen, {LATENCY * 1000:.0f} ms per "
+        "call:",
+        f"  freeze window (pre's end to post's start): median {median} ms, worst "
+        f"{max(per_instance)} ms (target < 1000 ms); {outcome.seconds:.1f} s in all, "
+        f"{ssm_calls} SSM calls ({proxy.calls['SendCommand']} SendCommand)",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--volumes", type=int, default=120)
@@ -333,6 +367,7 @@ def main() -> int:
                 lambda: throttled(emulator, args.volumes, workdir, args.burst, args.refill),
                 lambda: consistency(emulator, args.instances, workdir),
                 lambda: verify(emulator, args.verify_volumes, workdir),
+                lambda: hooks(emulator, args.instances, workdir),
                 *([] if args.skip_memory else [lambda: memory(emulator, args.snapshots,
                                                               workdir)]),
             ):

@@ -22,6 +22,7 @@ logging.getLogger("werkzeug").setLevel(logging.ERROR)
 AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_EBS",
+                 "AWS_ENDPOINT_URL_SSM",
                  "AWS_RETRY_MODE",
                  "AWS_MAX_ATTEMPTS",
                  "AWS_EC2_METADATA_SERVICE_ENDPOINT", "MOLIBACKUP_CONFIG")
@@ -46,6 +47,7 @@ def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", emulator.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", emulator.url)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

@@ -1,7 +1,7 @@
 """The IAM permissions the module declares are exactly the calls it makes.
 
 Jobs using every feature (tags, locks, the archive tier, adoption, expiry, copies to another
-account, instance-consistent snapshots) run through the recording proxy, with STS routed
+account, instance-consistent snapshots, hooks) run through the recording proxy, with STS routed
 through it too; the actions it saw are compared with the module's `permissions`, which the
 README's policy is checked against (tests/unit/test_readme.py).
 """
@@ -20,6 +20,7 @@ from tests.support.ec2proxy import EC2Proxy
 from tests.support.fleet import Fleet
 
 STS_ACTIONS = frozenset({"AssumeRole", "GetCallerIdentity"})
+SSM_ACTIONS = frozenset({"SendCommand", "GetCommandInvocation"})
 #: Calls every identity may make, which no policy grants.
 UNGATED = frozenset({"sts:GetCallerIdentity"})
 VAULT_ROLE = "arn:aws:iam::210987654321:role/molibackup-vault"
@@ -38,13 +39,15 @@ def test_the_module_calls_exactly_the_permissions_it_declares(
         "everything": job(instance_tag="Backup=daily", retention=365, archive_after=90,
                           adopt_untagged=True, lock_mode="governance", lock_duration=1,
                           copy_to=[{"region": "eu-central-1", "role_arn": VAULT_ROLE}]),
-        "together": job(instance_tag="Role=db", consistency="instance"),
+        "together": job(instance_tag="Role=db", consistency="instance",
+                        hooks={"freeze": ["/data"]}),
     }})
     with EC2Proxy(aws_env.url) as proxy:
         monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", proxy.url)
         monkeypatch.setenv("AWS_ENDPOINT_URL_STS", proxy.url)
+        monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", proxy.url)
         run_cli("-c", str(config))
-        called = {f"{'sts' if action in STS_ACTIONS else 'ec2'}:{action}"
-                  for action, _ in proxy.state.requests}
+        called = {("sts" if action in STS_ACTIONS else "ssm" if action in SSM_ACTIONS
+                   else "ec2") + f":{action}" for action, _ in proxy.state.requests}
     assert db.instance_id  # the second job snapshotted its instance in one call
     assert called - UNGATED == EbsSnapshot.permissions

@@ -8,6 +8,7 @@ calls per action, and can add latency, EC2-style token-bucket throttling and fau
 from __future__ import annotations
 
 import base64
+import json
 import random
 import threading
 import time
@@ -29,6 +30,16 @@ PAGED_SETS = {
     "DescribeInstances": "reservationSet",
 }
 MUTATING = frozenset({"CreateSnapshot", "DeleteSnapshot", "LockSnapshot", "CreateTags"})
+
+
+def json_params(body: bytes) -> dict[str, str]:
+    """The top-level parameters of a JSON-protocol request, as text."""
+    try:
+        document = json.loads(body or b"{}")
+    except ValueError:
+        return {}
+    return {key: value if isinstance(value, str) else json.dumps(value)
+            for key, value in document.items()} if isinstance(document, dict) else {}
 
 
 def error_body(code: str, message: str) -> bytes:
@@ -105,8 +116,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        params = dict(urllib.parse.parse_qsl(body.decode()))
-        action = params.get("Action", "?")
+        target = self.headers.get("X-Amz-Target", "")
+        # EC2 and STS send a form with its Action; JSON services (SSM) name it in a header.
+        params = (json_params(body) if target
+                  else dict(urllib.parse.parse_qsl(body.decode())))
+        action = params.get("Action") or target.rpartition(".")[2] or "?"
         state = self.state
         with state.lock:
             state.calls[action] += 1
@@ -125,19 +139,26 @@ class _Handler(BaseHTTPRequestHandler):
             self.reply(status, fault.rewrite(answer))
             return
         if fault and not fault.forward_first:
-            self.reply(fault.status, fault.body or error_body(fault.code, fault.message))
+            self.reply(fault.status, fault.body or self.fault_body(fault, target))
             return
         if action in PAGED_SETS:
             status, answer = self.paged(action, params)
         else:
             status, answer = self.forward(body)
         if fault:
-            self.reply(fault.status, fault.body or error_body(fault.code, fault.message))
+            self.reply(fault.status, fault.body or self.fault_body(fault, target))
             return
         if status == 200:
             with state.lock:
                 state.answered[action] += 1
         self.reply(status, answer)
+
+    @staticmethod
+    def fault_body(fault: Fault, target: str) -> bytes:
+        """The error document of the request's protocol: EC2's XML, or a JSON service's."""
+        if target:
+            return json.dumps({"__type": fault.code, "message": fault.message}).encode()
+        return error_body(fault.code, fault.message)
 
     def forward(self, body: bytes) -> tuple[int, bytes]:
         headers = {k: v for k, v in self.headers.items()

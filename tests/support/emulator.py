@@ -19,6 +19,7 @@ from moto.ec2.models.tags import EC2_PREFIX_TO_RESOURCE, get_prefix
 from moto.ec2.responses.elastic_block_store import ElasticBlockStore
 from moto.ec2.utils import random_snapshot_id
 from moto.server import ThreadedMotoServer
+from moto.ssm.models import Command, SimpleSystemManagerBackend
 
 ACCOUNT = "123456789012"
 
@@ -43,6 +44,7 @@ class Emulator:
         describe_locked_snapshots()
         give_snapshots_their_volumes_blocks()
         page_block_listings()
+        run_commands_as_told()
         self._server.start()
         return self
 
@@ -55,6 +57,8 @@ class Emulator:
             pass
         LOCKS.clear()
         VOLUME_DATA.clear()
+        COMMAND_OUTCOMES.clear()
+        SENT_COMMANDS.clear()
 
     @staticmethod
     def write_volume(region: str, volume_id: str, image: bytes, at: int = 0) -> None:
@@ -85,6 +89,18 @@ class Emulator:
         data = bytearray(block.block_data)
         data[len(data) // 2] ^= 0xFF
         block.block_data = bytes(data)
+
+    @staticmethod
+    def command_outcome(instance_id: str, status: str = "Success", output: str = "",
+                        in_progress_polls: int = 0) -> None:
+        """How the commands sent to an instance end: after `in_progress_polls` answers
+        InProgress, `status` (Failed, TimedOut, Cancelled ...) with `output`."""
+        COMMAND_OUTCOMES[instance_id] = (status, output, in_progress_polls)
+
+    @staticmethod
+    def sent_commands() -> list[dict[str, Any]]:
+        """Every SendCommand the emulator took, in order."""
+        return list(SENT_COMMANDS)
 
     @staticmethod
     def lock(region: str, snapshot_id: str, mode: str = "governance") -> None:
@@ -190,6 +206,54 @@ def page_block_listings() -> None:
 
         paged.pages = True  # type: ignore[attr-defined]
         setattr(EBSResponse, method, paged)
+
+
+#: How commands end on an instance: id -> (status, output, InProgress answers first).
+COMMAND_OUTCOMES: dict[str, tuple[str, str, int]] = {}
+#: Every SendCommand taken: document, parameters, instance ids, comment, command id.
+SENT_COMMANDS: list[dict[str, Any]] = []
+
+
+def run_commands_as_told() -> None:
+    """Teach the emulator's SSM what real instances do: a command runs a while and may fail
+    or time out (`Emulator.command_outcome`); the emulator makes every one Success at once.
+    Every SendCommand is recorded, so tests can prove what was sent, to whom, in which
+    order. (The emulator gives a command sent without Targets every instance of the region;
+    molibackup always names its InstanceIds.)"""
+    if getattr(SimpleSystemManagerBackend.send_command, "recorded", False):
+        return
+    send = SimpleSystemManagerBackend.send_command
+
+    def send_command(self: Any, *args: Any, **kwargs: Any) -> Any:
+        named = list(kwargs.get("instance_ids") or [])
+        command = send(self, *args, **kwargs)
+        if named and not kwargs.get("targets"):  # the named instances, not the region's
+            command.instance_ids = sorted(set(named))
+            command.invocations = [command.invocation_response(i, "aws:runShellScript")
+                                   for i in command.instance_ids]
+        SENT_COMMANDS.append({"document": command.document_name,
+                              "parameters": command.parameters or {},
+                              "instance_ids": sorted(command.instance_ids),
+                              "comment": command.comment, "command_id": command.command_id})
+        return command
+
+    polls: dict[tuple[str, str], int] = {}
+    get_invocation = Command.get_invocation
+
+    def told(self: Any, instance_id: str, plugin_name: str | None) -> Any:
+        invocation = dict(get_invocation(self, instance_id, plugin_name))
+        status, output, in_progress = COMMAND_OUTCOMES.get(instance_id, ("Success", "", 0))
+        seen = polls[(self.command_id, instance_id)] = polls.get(
+            (self.command_id, instance_id), 0) + 1
+        if seen <= in_progress:
+            return {**invocation, "Status": "InProgress", "StatusDetails": "InProgress"}
+        return {**invocation, "Status": status, "StatusDetails": status,
+                "StandardErrorContent": output if status != "Success" else "",
+                "StandardOutputContent": output if status == "Success" else ""}
+
+    send_command.recorded = True  # type: ignore[attr-defined]
+    SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign]
+    Command.get_invocation = told  # type: ignore[method-assign]
 
 
 def index_tag_lookups() -> None:

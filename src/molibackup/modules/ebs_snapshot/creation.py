@@ -4,6 +4,7 @@ dry run, the answer checks and the locks. The calls themselves are the Snapshott
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -32,6 +33,11 @@ class Creation:
     error: str | None = None  # the snapshot was not created
     not_started: bool = False  # the run was interrupted before this volume's turn
     lock_error: str | None = None  # created, but not locked
+    hook_error: str | None = None  # created (or skipped), but a hook failed
+
+    @property
+    def errors(self) -> list[str]:
+        return [e for e in (self.error, self.lock_error, self.hook_error) if e]
 
 
 class Creations:
@@ -62,7 +68,7 @@ class Creations:
 
     # --- one volume at a time -----------------------------------------------------------
 
-    def one_volume(self, volume: Volume) -> Creation:
+    def one_volume(self, volume: Volume, extra: Mapping[str, str] | None = None) -> Creation:
         log, context = self.context.log, self.context
         if context.stop.is_set():
             return Creation(volume, not_started=True)
@@ -71,7 +77,7 @@ class Creations:
             log.info(f"dry run: would create snapshot {name} of volume {volume.volume_id}")
             return Creation(volume)
         tags = snapshot_tags(volume, self.job_name, context.now, context.run_id,
-                             self.options.copy_volume_tags)
+                             self.options.copy_volume_tags, extra=extra)
         made, error = self.snapshotter.create(volume, name, tags)
         if error is not None:
             message = f"volume {volume.volume_id} ({volume.name}): snapshot not created: {error}"
@@ -83,8 +89,8 @@ class Creations:
 
     # --- every volume of an instance at one moment --------------------------------------
 
-    def one_instance(self, instance_id: str, group: list[Volume],
-                     attached: list[str]) -> list[Creation]:
+    def one_instance(self, instance_id: str, group: list[Volume], attached: list[str],
+                     extra: Mapping[str, str] | None = None) -> list[Creation]:
         log, context = self.context.log, self.context
         if context.stop.is_set():
             return [Creation(volume, not_started=True) for volume in group]
@@ -104,7 +110,7 @@ class Creations:
             tags=instance_snapshot_tags(instance_id, name, self.job_name, context.now,
                                         context.run_id,
                                         copy_volume_tags=self.options.copy_volume_tags,
-                                        volumes=tuple(group)),
+                                        volumes=tuple(group), extra=extra),
             copy_volume_tags=self.options.copy_volume_tags)
         made, error = self.snapshotter.create_for_instance(request)
         by_volume = {m.volume_id: m for m in made or []}

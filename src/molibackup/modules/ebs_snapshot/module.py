@@ -16,6 +16,7 @@ import boto3
 
 from molibackup import imds, retention
 from molibackup.aws import caller_account, ec2_client, open_session
+from molibackup.aws import client as aws_client
 from molibackup.awserror import AwsError
 from molibackup.config import GlobalSettings, JobConfig
 from molibackup.errors import JobError
@@ -23,6 +24,8 @@ from molibackup.modules.base import JobContext, JobResult, VolumeBackup
 from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
 from molibackup.modules.ebs_snapshot.catalog import job_snapshots
 from molibackup.modules.ebs_snapshot.creation import Creation, Creations
+from molibackup.modules.ebs_snapshot.hooked import HookedCreations
+from molibackup.modules.ebs_snapshot.hooks import HookRunner
 from molibackup.modules.ebs_snapshot.inventory import backups_of, due_volumes
 from molibackup.modules.ebs_snapshot.options import Options
 from molibackup.modules.ebs_snapshot.selection import Selector, attached_data_volume_ids
@@ -43,6 +46,7 @@ class EbsSnapshot:
         "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
         "ec2:LockSnapshot", "ec2:ModifySnapshotTier", "ec2:CopySnapshot",
         "ec2:ModifySnapshotAttribute", "ec2:DeleteTags", "sts:AssumeRole",
+        "ssm:SendCommand", "ssm:GetCommandInvocation",
     })
 
     def __init__(self, job: JobConfig, options: Options) -> None:
@@ -85,8 +89,8 @@ class EbsSnapshot:
                                                          attempts=1, stats=result.stats))
         attached = (attached_data_volume_ids(client, to_snapshot, root_devices)
                     if self.options.consistency == "instance" and not context.dry_run else None)
-        creations = Creations(self.options, Snapshotter(clients, context), context).run(
-            to_snapshot, attached)
+        creations = self.creations(session, clients, context, result).run(to_snapshot,
+                                                                          attached)
         new = self.count_creations(creations, context, result)
         result.volumes = backups_of(volumes, [*(owned or []), *new])
         if context.stop.is_set():
@@ -109,6 +113,19 @@ class EbsSnapshot:
             source = copier.Source(session, client, region, caller_account(session, region))
             copier.copy_everywhere(source, kept, context, result, self.options.copy_to)
 
+    def creations(self, session: boto3.Session, clients: Clients, context: JobContext,
+                  result: JobResult) -> Creations | HookedCreations:
+        """The creation stage; with hooks, each instance's snapshots between its pre and post
+        (the SSM client is made only then)."""
+        plain = Creations(self.options, Snapshotter(clients, context), context)
+        if self.options.hooks is None:
+            return plain
+        ssm = aws_client(session, "ssm", self.options.aws_region, context.settings,
+                         stats=result.stats)
+        runner = HookRunner(ssm, context.log, self.options.hooks.timeout,
+                            f"molibackup {self.job.name} {context.run_id}")
+        return HookedCreations(plain, self.options.hooks, runner)
+
     @staticmethod
     def count_creations(creations: list[Creation], context: JobContext, result: JobResult
                         ) -> list[retention.Snapshot]:
@@ -116,7 +133,7 @@ class EbsSnapshot:
         for creation in creations:
             result.created += creation.made is not None or (
                 context.dry_run and creation.error is None and not creation.not_started)
-            result.errors.extend(e for e in (creation.error, creation.lock_error) if e)
+            result.errors.extend(creation.errors)
         return [retention.Snapshot(c.made.snapshot_id, c.volume.volume_id, c.made.start_time,
                                    c.made.state, snapshot_name(c.volume, context.now))
                 for c in creations if c.made]

@@ -13,6 +13,7 @@ from molibackup import durations, retention
 from molibackup.aws import CredentialSettings, region_doubt
 from molibackup.config import JobConfig, option_default
 from molibackup.errors import ConfigError
+from molibackup.modules.ebs_snapshot.hooks import Hook, HookOptions, commands_hook, freeze_commands
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -100,6 +101,53 @@ def parse_verify(job: JobConfig, problems: list[str]) -> VerifyOptions:
                          require_filesystem=bool(raw["require_filesystem"]))
 
 
+def parse_hook(job: JobConfig, raw: Mapping[str, Any], where: str, problems: list[str], *,
+               platform: str, timeout: int) -> Hook | None:
+    if "commands" in raw and "document" in raw:
+        problems.append(job.problem(where, "give commands or a document, not both"))
+    if "parameters" in raw and "document" not in raw:
+        problems.append(job.problem(f"{where}.parameters", "parameters are a document's: give "
+                                                           "document too, or use commands"))
+    if "commands" in raw:
+        return commands_hook(raw["commands"], platform, timeout)
+    if "document" in raw:
+        return Hook(str(raw["document"]), dict(raw.get("parameters") or {}))
+    return None
+
+
+def parse_hooks(job: JobConfig, problems: list[str], claims: bool) -> HookOptions | None:
+    raw = job.options.get("hooks")
+    if raw is None:
+        return None
+    if claims:
+        problems.append(job.problem(
+            "hooks", "cannot be used with persistent_volume_claims: the pods, not the "
+                     "instances, own those filesystems, and quiescing them needs Kubernetes "
+                     "access molibackup does not take; use hooks with an instance selection"))
+    platform, timeout = str(raw["platform"]), int(raw["timeout"])
+    freeze = tuple(raw.get("freeze") or ())
+    if freeze and ("pre" in raw or "post" in raw):
+        problems.append(job.problem("hooks.freeze", "freeze generates pre and post: give "
+                                                    "freeze, or pre and post, not both"))
+    if freeze and platform != "linux":
+        problems.append(job.problem("hooks.freeze", "fsfreeze is Linux's: with platform "
+                                                    "windows, give pre and post (VSS)"))
+    if not freeze and "pre" not in raw and "post" not in raw:
+        problems.append(job.problem("hooks", "give pre (and usually post), or freeze"))
+    if freeze:
+        pre_commands, post_commands = freeze_commands(freeze, int(raw["max_freeze"]))
+        pre: Hook | None = commands_hook(pre_commands, platform, timeout)
+        post: Hook | None = commands_hook(post_commands, platform, timeout)
+    else:
+        pre = parse_hook(job, raw.get("pre", {}), "hooks.pre", problems, platform=platform,
+                         timeout=timeout)
+        post = parse_hook(job, raw.get("post", {}), "hooks.post", problems, platform=platform,
+                          timeout=timeout)
+    return HookOptions(pre=pre, post=post, timeout=timeout,
+                       on_pre_failure=str(raw["on_pre_failure"]), freeze=freeze,
+                       max_freeze=int(raw["max_freeze"]))
+
+
 @dataclass(frozen=True)
 class LockPolicy:
     mode: str
@@ -125,6 +173,7 @@ class Options:
     archive_after_days: int | None
     copy_to: tuple[CopyTarget, ...]
     verify: VerifyOptions
+    hooks: HookOptions | None
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -144,6 +193,7 @@ class Options:
         claims = parse_claims(job, problems)
         copy_to = parse_copy_targets(job, policy, problems)
         verify = parse_verify(job, problems)
+        hooks = parse_hooks(job, problems, claims is not None)
         consistency = str(raw["consistency"])
         if consistency == "instance" and claims is not None:
             problems.append(job.problem(
@@ -176,6 +226,7 @@ class Options:
             archive_after_days=(int(raw["archive_after"]) if "archive_after" in raw else None),
             copy_to=copy_to,
             verify=verify,
+            hooks=hooks,
         )
 
 

@@ -167,23 +167,26 @@ def shape_in(tags: Mapping[str, str], volume_id: str) -> VolumeShape | None:
 
 
 def snapshot_tags(
-    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool
+    volume: Volume, job_name: str, moment: datetime, run_id: str, copy_volume_tags: bool, *,
+    extra: Mapping[str, str] | None = None,
 ) -> list[TagTypeDef]:
     """The tags of one volume's snapshot; with copy_volume_tags, the volume's own after ours."""
     ours = {"Name": snapshot_name(volume, moment), **run_tags(job_name, moment, run_id),
             VOLUME_TAG: volume.volume_id, INSTANCE_TAG: ",".join(volume.instance_ids)[:256],
-            **claim_tags(volume.claim), **shape_tag(volume)}
+            **claim_tags(volume.claim), **shape_tag(volume), **(extra or {})}
     return tag_list(ours, volume.tags if copy_volume_tags else None)
 
 
 def instance_snapshot_tags(instance_id: str, name: str, job_name: str, moment: datetime,
                            run_id: str, *, copy_volume_tags: bool,
-                           volumes: tuple[Volume, ...] = ()) -> list[TagTypeDef]:
+                           volumes: tuple[Volume, ...] = (),
+                           extra: Mapping[str, str] | None = None) -> list[TagTypeDef]:
     """The tags one CreateSnapshots call gives every snapshot of an instance. The volume is
     each snapshot's own VolumeId; with copy_volume_tags EC2 copies the volume's tags (its
     Name included), so ours leave Name out. The shape of each selected volume is a tag of
     its own, since all the call's snapshots share these tags."""
-    ours = {"Name": name, **run_tags(job_name, moment, run_id), INSTANCE_TAG: instance_id}
+    ours = {"Name": name, **run_tags(job_name, moment, run_id), INSTANCE_TAG: instance_id,
+            **(extra or {})}
     for volume in volumes:
         ours.update(shape_tag(volume, per_volume=True))
     if copy_volume_tags:
