@@ -50,6 +50,7 @@ test: lint typecheck pytest
 # files/molibackup.schema.json link to it, and the wheel and the chart archive get its bytes.
 # The chart's values schema embeds it: regenerate that, the values table and Chart.yaml.
 chart: $(STAMP)
+	$(BIN)/python scripts/dashboard.py
 	$(BIN)/python scripts/chart_schema.py
 	$(BIN)/python scripts/chart_docs.py
 	$(BIN)/python scripts/chart_release.py

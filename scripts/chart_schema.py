@@ -139,6 +139,19 @@ def build() -> dict[str, Any]:
                                  "description": "Severity label of the alerts."},
                 },
             },
+            "dashboards": {
+                "type": "object", "additionalProperties": False,
+                "description": "A Grafana dashboard in a ConfigMap for Grafana's sidecar.",
+                "properties": {
+                    "enabled": {"type": "boolean", "description": "Render the ConfigMap."},
+                    "namespace": {"type": "string", "description": "Its namespace; empty: "
+                                  "the release's."},
+                    "labels": {**STRING_MAP, "description": "Extra labels (grafana_dashboard: "
+                               "\"1\" is always set)."},
+                    "annotations": {**STRING_MAP, "description": "Its annotations, such as "
+                                    "the sidecar's folder."},
+                },
+            },
             "imagePullSecrets": {"type": "array", "description": "Secrets to pull the image.",
                                  "items": {"type": "object", "required": ["name"]}},
             "nameOverride": {"type": "string", "description": "Replaces the chart name in "

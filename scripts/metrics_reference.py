@@ -14,14 +14,14 @@ sys.path.insert(0, str(ROOT / "src"))
 
 import readme_sections  # noqa: E402
 
-from molibackup.observe.metrics import METRICS, VERIFY_METRICS  # noqa: E402
+from molibackup.observe.metrics import METRICS, REPORT_METRICS, VERIFY_METRICS  # noqa: E402
 
 START, END = "<!-- metrics:start -->", "<!-- metrics:end -->"
 
 
 def render() -> str:
     lines = [START, "| metric | labels besides `molibackup_job` | meaning |", "|---|---|---|"]
-    for name, text, labels in (*METRICS, *VERIFY_METRICS):
+    for name, text, labels in (*METRICS, *VERIFY_METRICS, *REPORT_METRICS):
         shown = ", ".join(f"`{label}`" for label in labels) or "—"
         lines.append(f"| `{name}` | {shown} | {text} |")
     lines.append(END)

@@ -16,13 +16,15 @@ from molibackup import cli
 from tests.support.ec2proxy import EC2Proxy
 from tests.support.emulator import Emulator
 from tests.support.fleet import REGION, Fleet
+from tests.support.rbin import RecycleBin
 
 logging.getLogger("werkzeug").setLevel(logging.ERROR)
 
 AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ROLE_ARN",
                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_EBS",
-                 "AWS_ENDPOINT_URL_SSM",
+                 "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SERVICE_QUOTAS",
+                 "AWS_ENDPOINT_URL_RBIN",
                  "AWS_RETRY_MODE",
                  "AWS_MAX_ATTEMPTS",
                  "AWS_EC2_METADATA_SERVICE_ENDPOINT", "MOLIBACKUP_CONFIG")
@@ -35,8 +37,16 @@ def emulator() -> Iterator[Emulator]:
     server.stop()
 
 
+@pytest.fixture(scope="session")
+def recycle_bin() -> Iterator[RecycleBin]:
+    server = RecycleBin()
+    yield server
+    server.stop()
+
+
 @pytest.fixture
-def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Emulator:
+def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+            recycle_bin: RecycleBin) -> Emulator:
     """A fresh emulator state, and an environment that reaches it and nothing else."""
     emulator.reset()
     for name in AWS_VARIABLES:
@@ -48,6 +58,9 @@ def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     monkeypatch.setenv("AWS_ENDPOINT_URL_STS", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", emulator.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", emulator.url)
+    recycle_bin.rules.clear()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_RBIN", recycle_bin.url)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))

@@ -43,6 +43,7 @@ class GlobalSettings:
     read_timeout: int
     metrics: MetricsSettings
     ping_url: str | None = field(repr=False)
+    prices: dict[str, float]  # USD per GB-month, by storage tier
 
 
 @dataclass(frozen=True)
@@ -220,6 +221,8 @@ def settings_from(raw_global: Mapping[str, Any] | None,
                                     "textfile") else None,
                                 timeout=int(metrics["timeout"])),
         ping_url=filled.get("ping_url"),
+        prices={tier: float(price) for tier, price in with_defaults(
+            dict(filled.get("prices") or {}), spec["properties"]["prices"], schema).items()},
     )
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from enum import StrEnum
 
@@ -65,6 +65,7 @@ class Snapshot:
     state: str
     name: str
     storage_tier: str = "standard"
+    stored_bytes: int | None = None  # what it stores, when a report has sized it
 
 
 def _hour(moment: datetime) -> tuple[Hashable, str]:
@@ -185,8 +186,10 @@ def plan(
     now: datetime,
     policy: Policy,
     protected_volumes: frozenset[str] = frozenset(),
+    unprotected_volumes: frozenset[str] = frozenset(),
 ) -> list[Decision]:
-    """One decision per snapshot, ordered by volume, newest first."""
+    """One decision per snapshot, ordered by volume, newest first. `unprotected_volumes` (gone
+    long enough, see orphan_retention) lose min_keep's protection; the other rules decide."""
     by_volume: dict[str, list[Snapshot]] = defaultdict(list)
     for snapshot in snapshots:
         by_volume[snapshot.volume_id].append(snapshot)
@@ -200,7 +203,8 @@ def plan(
             decisions += [Decision(s, False, (protected,), age_in_days(s, now))
                           for s in newest_first]
             continue
-        reasons = _keep_reasons(newest_first, now, policy)
+        reasons = _keep_reasons(newest_first, now, replace(policy, min_keep=0)
+                                if volume_id in unprotected_volumes else policy)
         for snapshot in newest_first:
             kept_by = reasons.get(snapshot.snapshot_id)
             if kept_by:

@@ -145,6 +145,9 @@ def strategy_for(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
         return st.booleans()
     if kind == "integer":
         return st.integers(spec.get("minimum", -(10**12)), spec.get("maximum", 10**12))
+    if kind == "number":
+        return st.floats(spec.get("minimum", -(10**12)), spec.get("maximum", 10**12),
+                         allow_nan=False, allow_infinity=False)
     # Control characters are refused on top of the schema (see validation.py): not made here.
     if kind == "string" and "pattern" in spec:
         return st.from_regex(validation.ecma_pattern(spec["pattern"]), fullmatch=True).filter(

@@ -281,6 +281,9 @@ def test_a_killed_runs_leftover_is_deleted_by_the_next_run_and_nothing_else(
     other_job = fleet.volume({**mine, "molibackup:verify-job": "other",
                               "molibackup:verify-started": long_ago})
     unrelated = fleet.volume({"Name": "precious", "molibackup:verify-started": long_ago})
+    dry = molibackup("verify", "--method", "volume", "--dry-run", **OPTIONS)
+    assert "dry run: would delete verification volume" in dry.log
+    assert leftover in {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}
     result = molibackup("verify", "--method", "volume", **OPTIONS)
     assert result.status == 0, result.log
     left = {v["VolumeId"] for v in ec2.describe_volumes()["Volumes"]}

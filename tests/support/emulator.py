@@ -11,6 +11,7 @@ from typing import Any
 
 from moto.backends import get_backend
 from moto.core.responses import ActionResult
+from moto.ebs.models import EBSBackend as DirectBackend
 from moto.ebs.models import EBSSnapshot, ebs_backends
 from moto.ebs.responses import EBSResponse
 from moto.ec2.models.core import TaggedEC2Resource
@@ -45,6 +46,8 @@ class Emulator:
         give_snapshots_their_volumes_blocks()
         page_block_listings()
         run_commands_as_told()
+        describe_fast_snapshot_restores()
+        list_blocks_changed_either_way()
         self._server.start()
         return self
 
@@ -59,6 +62,7 @@ class Emulator:
         VOLUME_DATA.clear()
         COMMAND_OUTCOMES.clear()
         SENT_COMMANDS.clear()
+        FAST_RESTORES.clear()
 
     @staticmethod
     def write_volume(region: str, volume_id: str, image: bytes, at: int = 0) -> None:
@@ -89,6 +93,12 @@ class Emulator:
         data = bytearray(block.block_data)
         data[len(data) // 2] ^= 0xFF
         block.block_data = bytes(data)
+
+    @staticmethod
+    def fast_restore(region: str, snapshot_id: str, zone: str, state: str = "enabled") -> None:
+        """Fast snapshot restore for a snapshot in a zone, as EnableFastSnapshotRestores
+        would leave it (the emulator has none)."""
+        FAST_RESTORES[(ACCOUNT, region, snapshot_id, zone)] = state
 
     @staticmethod
     def command_outcome(instance_id: str, status: str = "Success", output: str = "",
@@ -206,6 +216,44 @@ def page_block_listings() -> None:
 
         paged.pages = True  # type: ignore[attr-defined]
         setattr(EBSResponse, method, paged)
+
+
+#: Fast snapshot restores set by tests: (account, region, snapshot, zone) -> state.
+FAST_RESTORES: dict[tuple[str, str, str, str], str] = {}
+
+
+def describe_fast_snapshot_restores() -> None:
+    """Teach the emulator DescribeFastSnapshotRestores, which it lacks: it answers the
+    restores tests set with `Emulator.fast_restore` (none by default)."""
+    def response(self: Any) -> Any:
+        filters = self._filters_from_querystring()
+        wanted = set(filters.get("snapshot-id", []))
+        return ActionResult({"FastSnapshotRestores": [
+            {"SnapshotId": snapshot, "AvailabilityZone": zone, "State": state,
+             "OwnerId": account}
+            for (account, region, snapshot, zone), state in sorted(FAST_RESTORES.items())
+            if (account, region) == (self.current_account, self.region)
+            and (not wanted or snapshot in wanted)]})
+
+    ElasticBlockStore.describe_fast_snapshot_restores = response  # type: ignore[attr-defined]
+
+
+def list_blocks_changed_either_way() -> None:
+    """ListChangedBlocks as EC2 answers it: the blocks that differ between the two
+    snapshots, those written only in the second included (the emulator lists only the
+    first's)."""
+    def list_changed_blocks(self: Any, first_snapshot_id: str, second_snapshot_id: str
+                            ) -> Any:
+        first, second = self.snapshots[first_snapshot_id], self.snapshots[second_snapshot_id]
+        changed = {}
+        for index in sorted(set(first.blocks) | set(second.blocks)):
+            one, two = first.blocks.get(index), second.blocks.get(index)
+            if one is None or two is None or one.block_data != two.block_data:
+                changed[index] = (one.block_token if one else None,
+                                  two.block_token if two else None)
+        return changed, second
+
+    DirectBackend.list_changed_blocks = list_changed_blocks  # type: ignore[method-assign]
 
 
 #: How commands end on an instance: id -> (status, output, InProgress answers first).

@@ -7,7 +7,7 @@ jobs asked for, its command line, the clock, the interruption flag) and returns 
 
 from __future__ import annotations
 
-from molibackup.actions import backup, check, restore, snapshots, verify
+from molibackup.actions import backup, check, report, restore, snapshots, verify
 from molibackup.actions.base import Command, Invocation, Outcome, Status
 
 #: The command run when none is given.
@@ -19,6 +19,7 @@ ACTIONS: dict[str, Command] = {
     "snapshots": snapshots.COMMAND,
     "restore": restore.COMMAND,
     "verify": verify.COMMAND,
+    "report": report.COMMAND,
 }
 
 __all__ = ["ACTIONS", "DEFAULT", "Command", "Invocation", "Outcome", "Status"]

@@ -29,6 +29,21 @@ class VolumeBackup:
 
 
 @dataclass(frozen=True)
+class Target:
+    """Where a job works: a region, in its own account (account None) or another's."""
+
+    region: str
+    account: str | None = None
+    role_arn: str | None = None
+    external_id: str | None = None
+    name: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.account or 'own account'}/{self.region}"
+
+
+@dataclass(frozen=True)
 class JobContext:
     """What the runner hands a job for one run; `now` is fixed once per run."""
 
@@ -60,6 +75,9 @@ class JobResult:
     errors: list[str] = field(default_factory=list)
     volumes: list[VolumeBackup] = field(default_factory=list)  # every volume selected
     interrupted: bool = False  # a signal stopped the job: what is counted is what was done
+    tiers: dict[str, int] = field(default_factory=dict)  # the job's snapshots left, by tier
+    orphans: int = 0  # volumes with snapshots of the job it no longer selects, or gone
+    stored_bytes: int | None = None  # what the job's snapshots store, where known
     stats: CallStats = field(default_factory=CallStats)  # the job's AWS requests
 
     @property

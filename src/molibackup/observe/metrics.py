@@ -51,6 +51,12 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("molibackup_volume_last_snapshot_timestamp_seconds", "Start of the newest completed "
      "snapshot of each selected volume made by this job; 0 when it has none.",
      ("volume_id", "volume_name")),
+    ("molibackup_job_snapshots_stored", "The job's snapshots after the last run, by storage "
+     "tier.", ("tier",)),
+    ("molibackup_job_orphaned_volumes", "Volumes with snapshots of the job that it no longer "
+     "selects, or that no longer exist.", ()),
+    ("molibackup_job_stored_bytes", "What the job's snapshots store, as far as their sizes "
+     "are known (molibackup report --sizes tags them).", ()),
 )
 
 
@@ -85,6 +91,11 @@ def registry_for(run: JobRun, finished: Finished) -> CollectorRegistry:
         newest = volume.newest_completed.timestamp() if volume.newest_completed else 0.0
         put("molibackup_volume_last_snapshot_timestamp_seconds", newest, volume.volume_id,
             volume.name)
+    for tier, count in sorted(result.tiers.items()):
+        put("molibackup_job_snapshots_stored", count, tier)
+    put("molibackup_job_orphaned_volumes", result.orphans)
+    if result.stored_bytes is not None:
+        put("molibackup_job_stored_bytes", result.stored_bytes)
     return registry
 
 
@@ -241,16 +252,71 @@ def verify_registry(job: str, run: VerifyRun) -> CollectorRegistry:
     return registry
 
 
-def publish_verification(settings: GlobalSettings, job_run: JobRun, run: VerifyRun) -> None:
-    """Push (replacing the last verify run's) and/or write the verify metrics; like every
-    reporter, never fails what it reports on."""
+def publish(settings: GlobalSettings, job_run: JobRun, registry: CollectorRegistry,
+            command: str) -> None:
+    """Push (replacing the command's last metrics, never the backup run's) and/or write a
+    command's metrics; like every reporter, never fails what it reports on."""
     reporter = MetricsReporter(settings)
-    registry = verify_registry(job_run.job.name, run)
     log = logger.bind(job=job_run.job.name)
     gateway = job_run.job.pushgateway or reporter.settings.pushgateway
     if gateway:
-        reporter.push(gateway, job_run, registry, replace=True, log=log,
-                      command=VERIFY_COMMAND)
+        reporter.push(gateway, job_run, registry, replace=True, log=log, command=command)
     if reporter.settings.textfile:
         reporter.write_textfile(reporter.settings.textfile, job_run, registry, True, log,
-                                command=VERIFY_COMMAND)
+                                command=command)
+
+
+def publish_verification(settings: GlobalSettings, job_run: JobRun, run: VerifyRun) -> None:
+    publish(settings, job_run, verify_registry(job_run.job.name, run), VERIFY_COMMAND)
+
+
+# --- report -------------------------------------------------------------------------------
+
+REPORT_COMMAND = "report"
+#: The metrics of `molibackup report`, under the grouping key of the job plus
+#: molibackup_command="report".
+REPORT_METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    ("molibackup_report_last_run_timestamp_seconds", "When the job's last report ended.", ()),
+    ("molibackup_report_snapshots", "The job's snapshots by storage tier.", ("tier",)),
+    ("molibackup_report_orphaned_volumes", "Volumes with snapshots of the job that it no "
+     "longer selects, or that no longer exist.", ()),
+    ("molibackup_report_stored_bytes", "What the job's snapshots store (report --sizes).", ()),
+    ("molibackup_report_estimated_monthly_cost_dollars", "An estimate of what the job's "
+     "snapshots cost a month, at global.prices (report --sizes).", ()),
+    ("molibackup_report_account_snapshots", "Snapshots the account owns in the job's region "
+     "(every tool's).", ()),
+    ("molibackup_report_snapshot_quota", "The account's \"Snapshots per Region\" quota there.",
+     ()),
+)
+
+
+@dataclass(frozen=True)
+class ReportRun:
+    tiers: dict[str, int]
+    orphans: int
+    stored_bytes: float | None
+    monthly_cost: float | None
+    quota_used: int | None
+    quota_limit: int | None
+    ended: float
+
+
+def report_registry(job: str, run: ReportRun) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    gauges = {name: Gauge(name, text, ["molibackup_job", *labels], registry=registry)
+              for name, text, labels in REPORT_METRICS}
+    gauges["molibackup_report_last_run_timestamp_seconds"].labels(job).set(run.ended)
+    for tier, count in run.tiers.items():
+        gauges["molibackup_report_snapshots"].labels(job, tier).set(count)
+    gauges["molibackup_report_orphaned_volumes"].labels(job).set(run.orphans)
+    for name, value in (("molibackup_report_stored_bytes", run.stored_bytes),
+                        ("molibackup_report_estimated_monthly_cost_dollars", run.monthly_cost),
+                        ("molibackup_report_account_snapshots", run.quota_used),
+                        ("molibackup_report_snapshot_quota", run.quota_limit)):
+        if value is not None:
+            gauges[name].labels(job).set(value)
+    return registry
+
+
+def publish_report(settings: GlobalSettings, job_run: JobRun, run: ReportRun) -> None:
+    publish(settings, job_run, report_registry(job_run.job.name, run), REPORT_COMMAND)

@@ -170,3 +170,10 @@ def locked_snapshot_ids(client: EC2Client, snapshot_ids: Iterable[str]) -> set[s
         locked |= {str(raw["SnapshotId"]) for raw in answer.get("Snapshots", [])
                    if raw.get("LockState") != "expired"}
     return locked
+
+
+def gone_volumes(client: EC2Client, volume_ids: Iterable[str]) -> set[str]:
+    """The volumes among these that DescribeVolumes says do not exist. A lookup that fails
+    raises (AwsError): a failed lookup never counts as gone."""
+    wanted = set(volume_ids)
+    return wanted - set(existing_volumes(client, wanted)) if wanted else set()

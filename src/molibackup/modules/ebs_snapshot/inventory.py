@@ -15,6 +15,7 @@ from molibackup import retention
 from molibackup.aws import paginate
 from molibackup.durations import format_duration
 from molibackup.modules.base import VolumeBackup
+from molibackup.modules.ebs_snapshot.sizes import CHANGED_BYTES_TAG
 from molibackup.modules.ebs_snapshot.tagging import (
     CREATED_BY,
     JOB_TAG,
@@ -43,7 +44,13 @@ def record(raw: Any, tags: dict[str, str]) -> retention.Snapshot:
         state=sys.intern(raw.get("State", "completed")),
         name=tags.get("Name") or raw.get("Description", ""),
         storage_tier=sys.intern(str(raw.get("StorageTier") or "standard")),
+        stored_bytes=stored_bytes(tags),
     )
+
+
+def stored_bytes(tags: dict[str, str]) -> int | None:
+    value = tags.get(CHANGED_BYTES_TAG)
+    return int(value) if value and value.isdigit() else None
 
 
 def own_snapshots(client: EC2Client, job_name: str) -> Iterator[retention.Snapshot]:

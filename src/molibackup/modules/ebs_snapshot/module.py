@@ -9,6 +9,7 @@ archive (tiering.py) -> copy to other regions and accounts, and rotate there (co
 from __future__ import annotations
 
 import dataclasses
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
@@ -22,7 +23,7 @@ from molibackup.config import GlobalSettings, JobConfig
 from molibackup.errors import JobError
 from molibackup.modules.base import JobContext, JobResult, VolumeBackup
 from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
-from molibackup.modules.ebs_snapshot.catalog import job_snapshots
+from molibackup.modules.ebs_snapshot.catalog import gone_volumes, job_snapshots
 from molibackup.modules.ebs_snapshot.creation import Creation, Creations
 from molibackup.modules.ebs_snapshot.hooked import HookedCreations
 from molibackup.modules.ebs_snapshot.hooks import HookRunner
@@ -46,7 +47,7 @@ class EbsSnapshot:
         "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
         "ec2:LockSnapshot", "ec2:ModifySnapshotTier", "ec2:CopySnapshot",
         "ec2:ModifySnapshotAttribute", "ec2:DeleteTags", "sts:AssumeRole",
-        "ssm:SendCommand", "ssm:GetCommandInvocation",
+        "ssm:SendCommand", "ssm:GetCommandInvocation", "ec2:DescribeFastSnapshotRestores",
     })
 
     def __init__(self, job: JobConfig, options: Options) -> None:
@@ -104,8 +105,14 @@ class EbsSnapshot:
 
         failed_volumes = frozenset(c.volume.volume_id for c in creations if c.error)
         decisions = retention.plan([*owned, *new], context.now, self.options.policy,
-                                   protected_volumes=failed_volumes)
+                                   protected_volumes=failed_volumes,
+                                   unprotected_volumes=self.aged_orphans(
+                                       client, volumes, owned, context, result))
         rotation.apply(client, decisions, self.options.policy, result, context)
+        kept = [d.snapshot for d in decisions if not d.delete]
+        result.tiers = dict(Counter(s.storage_tier for s in kept))
+        sized = [s.stored_bytes for s in kept if s.stored_bytes is not None]
+        result.stored_bytes = sum(sized) if sized else None
         if self.options.archive_after_days is not None:
             tiering.archive(client, decisions, self.options.archive_after_days, result, context)
         if self.options.copy_to:
@@ -174,6 +181,34 @@ class EbsSnapshot:
                                                    verified.get(snapshot.volume_id, moment))
         return [dataclasses.replace(backup, verified_at=verified.get(backup.volume_id))
                 for backup in backups_of(volumes, [s.record() for s in snapshots])]
+
+    def aged_orphans(self, client: EC2Client, volumes: list[Volume],
+                     owned: list[retention.Snapshot], context: JobContext, result: JobResult
+                     ) -> frozenset[str]:
+        """The orphans (volumes with snapshots of the job it no longer selects), counted;
+        of them, those gone whose newest snapshot is older than orphan_retention."""
+        selected = {v.volume_id for v in volumes}
+        newest: dict[str, datetime] = {}
+        for snapshot in owned:
+            if snapshot.volume_id not in selected:
+                newest[snapshot.volume_id] = max(snapshot.start_time, newest.get(
+                    snapshot.volume_id, snapshot.start_time))
+        result.orphans = len(newest)
+        days = self.options.orphan_retention_days
+        if days is None or not newest:
+            return frozenset()
+        try:
+            gone = gone_volumes(client, newest)
+        except AwsError as exc:
+            context.log.warning(f"could not tell which volumes are gone ({exc}): "
+                                "orphan_retention not applied in this run")
+            return frozenset()
+        aged = {v for v in gone if context.now - newest[v] > timedelta(days=days)}
+        for volume_id in sorted(aged):
+            context.log.info(f"volume {volume_id} no longer exists and its newest snapshot is "
+                             f"older than orphan_retention {days}d: min_keep no longer "
+                             "protects its snapshots")
+        return frozenset(aged)
 
     def take_inventory(self, client: EC2Client, volumes: list[Volume], context: JobContext,
                        result: JobResult) -> list[retention.Snapshot] | None:

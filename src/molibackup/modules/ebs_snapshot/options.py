@@ -174,6 +174,7 @@ class Options:
     copy_to: tuple[CopyTarget, ...]
     verify: VerifyOptions
     hooks: HookOptions | None
+    orphan_retention_days: int | None
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -227,6 +228,7 @@ class Options:
             copy_to=copy_to,
             verify=verify,
             hooks=hooks,
+            orphan_retention_days=raw.get("orphan_retention"),
         )
 
 

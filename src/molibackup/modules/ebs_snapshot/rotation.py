@@ -7,10 +7,12 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from molibackup import retention
+from molibackup.aws import paginate
 from molibackup.awserror import AwsError
 from molibackup.modules.base import JobContext, JobResult
 
 if TYPE_CHECKING:
+    from loguru import Logger
     from mypy_boto3_ec2 import EC2Client
 
 
@@ -30,6 +32,28 @@ def describe(decision: retention.Decision, policy: retention.Policy) -> str:
     return text
 
 
+FAST_RESTORE = ("fast snapshot restore is enabled (EC2 refuses to delete it): disable it to "
+                "let rotation delete the snapshot")
+FSR_ENABLED = frozenset({"enabling", "optimizing", "enabled"})
+
+
+def fast_restored(client: EC2Client, snapshot_ids: list[str], log: Logger) -> set[str]:
+    """Which of these snapshots have fast snapshot restore enabled in some zone. Should the
+    lookup fail, none: EC2's refusal to delete such a snapshot is then the skip."""
+    found: set[str] = set()
+    try:
+        for start in range(0, len(snapshot_ids), 200):
+            for raw in paginate(client, "describe_fast_snapshot_restores",
+                                "FastSnapshotRestores", Filters=[
+                                    {"Name": "snapshot-id",
+                                     "Values": snapshot_ids[start:start + 200]}]):
+                if raw.get("State") in FSR_ENABLED:
+                    found.add(str(raw["SnapshotId"]))
+    except AwsError as exc:
+        log.warning(f"could not read fast snapshot restores ({exc}): deleting as usual")
+    return found
+
+
 def delete_one(client: EC2Client, snapshot_id: str, context: JobContext
                ) -> tuple[Deletion, str | None]:
     """What happened to the snapshot, and a detail for the log."""
@@ -47,6 +71,8 @@ def delete_one(client: EC2Client, snapshot_id: str, context: JobContext
             return Deletion.SKIPPED, f"in use by an AMI ({text})"
         if "lock" in code.lower() or "lock" in text.lower():
             return Deletion.SKIPPED, f"locked against deletion ({text})"
+        if "fast snapshot restore" in text.lower():
+            return Deletion.SKIPPED, FAST_RESTORE
         return Deletion.FAILED, str(exc)
     return Deletion.DELETED, None
 
@@ -65,9 +91,12 @@ def apply(client: EC2Client, decisions: list[retention.Decision], policy: retent
     if not to_delete:
         return
     rules = policy.describe()
+    restorable = fast_restored(client, [d.snapshot.snapshot_id for d in to_delete], log)
 
     def delete(decision: retention.Decision
                ) -> tuple[retention.Decision, Deletion, str | None]:
+        if decision.snapshot.snapshot_id in restorable:
+            return decision, Deletion.SKIPPED, FAST_RESTORE
         return (decision, *delete_one(client, decision.snapshot.snapshot_id, context))
 
     with ThreadPoolExecutor(max_workers=context.settings.concurrency,

@@ -316,9 +316,13 @@ class Verifier:
                     or started is None or raw.get("Attachments")):
                 continue
             if self.now - started >= self.options.timeout:
-                self.log.warning(f"verification volume {raw['VolumeId']} of snapshot "
-                                 f"{tags[VERIFICATION_OF_TAG]} was left by an earlier run "
-                                 f"(started {tags[VERIFY_STARTED_TAG]}): deleting it")
+                left = (f"verification volume {raw['VolumeId']} of snapshot "
+                        f"{tags[VERIFICATION_OF_TAG]} was left by an earlier run (started "
+                        f"{tags[VERIFY_STARTED_TAG]})")
+                if self.request.dry_run:
+                    self.log.info(f"dry run: would delete {left}")
+                    continue
+                self.log.warning(f"{left}: deleting it")
                 self.delete_volume(str(raw["VolumeId"]))
 
     # --- evidence -----------------------------------------------------------------------
