@@ -13,7 +13,10 @@ shared and noisy, so absolute seconds mean little):
 5. verify: blocks read (and checked) per second, and API calls per verified volume, of
    `molibackup verify` over volumes holding real ext4 filesystems;
 6. hooks: the freeze window (pre's end to post's start) of each instance of a fleet
-   snapshotted with `hooks.freeze`, every EC2 and SSM call delayed by 50 ms.
+   snapshotted with `hooks.freeze`, every EC2 and SSM call delayed by 50 ms;
+7. targets: one job over 4 regions vs the same job over 1, at the same latency (targets run
+   concurrently), calls per target, two shards run one after the other vs the whole, and the
+   molibackup process's own CPU time per API call.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
 """
@@ -343,6 +346,78 @@ def hooks(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
     ]
 
 
+TARGET_REGIONS = ["us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
+
+
+def build_regions(emulator: Emulator, regions: list[str], instances: int) -> None:
+    emulator.reset()
+    for region in regions:
+        fleet = Fleet(boto3.client("ec2", region_name=region, endpoint_url=emulator.url),
+                      emulator, region)
+        for _ in range(instances):
+            fleet.instance({"Backup": "bench"}, {"data": {}})
+
+
+def regions_config(workdir: Path, regions: list[str]) -> Path:
+    config = workdir / f"targets-{len(regions)}.yaml"
+    config.write_text(yaml.safe_dump({"jobs": {JOB: {
+        "module": "ebs-snapshot", "aws_regions": regions, "instance_tag": "Backup=bench"}}}))
+    return config
+
+
+def run_process(proxy: EC2Proxy, config: Path, *args: str) -> Outcome:
+    """`molibackup` as its own process, as users run it: the emulator's CPU (in this
+    process) and molibackup's do not share one interpreter lock."""
+    proxy.state.reset_counts()
+    started = time.perf_counter()
+    status = subprocess.call([str(Path(sys.executable).parent / "molibackup"), "-c",
+                              str(config), *args], stderr=subprocess.DEVNULL,
+                             env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url})
+    seconds = time.perf_counter() - started
+    return Outcome(seconds, sum(proxy.calls.values()), proxy.state.answered["CreateSnapshot"],
+                   proxy.state.answered["DeleteSnapshot"], status != 0)
+
+
+def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
+    timings = {}
+    with EC2Proxy(emulator.url, latency=LATENCY) as proxy:
+        for regions in (TARGET_REGIONS[:1], TARGET_REGIONS):
+            build_regions(emulator, regions, instances)
+            outcome = run_process(proxy, regions_config(workdir, regions))
+            assert not outcome.failed, f"the {len(regions)}-region run failed"
+            timings[len(regions)] = outcome
+        build_regions(emulator, TARGET_REGIONS, instances)
+        config = regions_config(workdir, TARGET_REGIONS)
+        shard_calls = 0
+        for index in range(2):
+            shard = run_process(proxy, config, "--shard", f"{index}/2")
+            assert not shard.failed, f"shard {index}/2 failed"
+            shard_calls += shard.calls
+        build_regions(emulator, TARGET_REGIONS, instances)
+        proxy.state.reset_counts()
+        script = ("import resource, subprocess, sys; status = subprocess.call(sys.argv[1:]); "
+                  "usage = resource.getrusage(resource.RUSAGE_CHILDREN); "
+                  "print(usage.ru_utime + usage.ru_stime); sys.exit(status)")
+        child = subprocess.run([sys.executable, "-c", script,
+                                str(Path(sys.executable).parent / "molibackup"), "-c",
+                                str(config)], capture_output=True, text=True, check=True,
+                               env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url})
+        cpu = float(child.stdout.strip().splitlines()[-1])
+        cpu_calls = sum(proxy.calls.values())
+    one, four = timings[1], timings[len(TARGET_REGIONS)]
+    return [
+        f"targets, {instances} instances x 2 volumes per region, "
+        f"{LATENCY * 1000:.0f} ms per call:",
+        f"  1 region: {one.seconds:5.1f} s, {one.calls} calls; {len(TARGET_REGIONS)} regions: "
+        f"{four.seconds:5.1f} s, {four.calls} calls ({four.calls / len(TARGET_REGIONS):.0f} "
+        "per target) (each a whole process, start-up included)",
+        f"  -> {four.seconds / one.seconds:.2f}x the wall time of one region (target <= 1.3x); "
+        f"two shards one after the other: {shard_calls} calls vs {four.calls} unsharded",
+        f"  molibackup's own CPU: {cpu:.2f} s for {cpu_calls} calls, "
+        f"{cpu / cpu_calls * 1000:.1f} ms per call",
+    ]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--volumes", type=int, default=120)
@@ -351,6 +426,7 @@ def main() -> int:
     parser.add_argument("--refill", type=float, default=10.0)
     parser.add_argument("--instances", type=int, default=30)
     parser.add_argument("--verify-volumes", type=int, default=20)
+    parser.add_argument("--target-instances", type=int, default=15)
     parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
@@ -368,6 +444,7 @@ def main() -> int:
                 lambda: consistency(emulator, args.instances, workdir),
                 lambda: verify(emulator, args.verify_volumes, workdir),
                 lambda: hooks(emulator, args.instances, workdir),
+                lambda: targets(emulator, args.target_instances, workdir),
                 *([] if args.skip_memory else [lambda: memory(emulator, args.snapshots,
                                                               workdir)]),
             ):

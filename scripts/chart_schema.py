@@ -74,6 +74,13 @@ def build() -> dict[str, Any]:
             "schedule": {"type": "string", "minLength": 1,
                          "description": "Cron schedule, such as \"0 4 * * *\"."},
             "suspend": {"type": "boolean", "description": "Suspend the CronJob."},
+            "shards": {"type": "integer", "minimum": 1, "maximum": 100,
+                       "description": "Spread the job's targets (accounts x regions) over this "
+                                      "many pods: an Indexed Job, each pod running its shard "
+                                      "(default 1: one pod)."},
+            "parallelism": {"type": "integer", "minimum": 1, "maximum": 100,
+                            "description": "With shards: how many pods run at once "
+                                           "(default: shards)."},
             "config": {"description": "The job's options in the molibackup config file.",
                        "allOf": [{"$ref": "#/definitions/job"}]},
             "verify": {

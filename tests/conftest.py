@@ -24,7 +24,7 @@ AWS_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS
                  "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_FULL_URI",
                  "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_EBS",
                  "AWS_ENDPOINT_URL_SSM", "AWS_ENDPOINT_URL_SERVICE_QUOTAS",
-                 "AWS_ENDPOINT_URL_RBIN",
+                 "AWS_ENDPOINT_URL_RBIN", "AWS_ENDPOINT_URL_ORGANIZATIONS",
                  "AWS_RETRY_MODE",
                  "AWS_MAX_ATTEMPTS",
                  "AWS_EC2_METADATA_SERVICE_ENDPOINT", "MOLIBACKUP_CONFIG")
@@ -59,6 +59,7 @@ def aws_env(emulator: Emulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     monkeypatch.setenv("AWS_ENDPOINT_URL_EBS", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SSM", emulator.url)
     monkeypatch.setenv("AWS_ENDPOINT_URL_SERVICE_QUOTAS", emulator.url)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", emulator.url)
     recycle_bin.rules.clear()
     monkeypatch.setenv("AWS_ENDPOINT_URL_RBIN", recycle_bin.url)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")

@@ -8,6 +8,7 @@ provider chain, clients whose failures arrive as `AwsError` (see awserror.py).
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import random
 import re
@@ -53,14 +54,31 @@ def session_name_for(job_name: str, prefix: str = "molibackup") -> str:
     return re.sub(r"[^A-Za-z0-9+=,.@_-]", "-", f"{prefix}-{job_name}")[:64]
 
 
-def open_session(credentials: CredentialSettings, job_name: str) -> boto3.Session:
+_LOADER: list[Any] = []  # botocore's data loader, shared: service models parsed once
+_LOADER_LOCK = threading.Lock()
+
+
+def new_core_session() -> botocore.session.Session:
+    """A botocore session sharing one data loader with every other: a session per target
+    would otherwise parse each service's model again (most of a client's creation cost)."""
+    core = botocore.session.Session()
+    with _LOADER_LOCK:
+        if not _LOADER:
+            _LOADER.append(core.get_component("data_loader"))
+    core.register_component("data_loader", _LOADER[0])
+    return core
+
+
+def open_session(credentials: CredentialSettings, job_name: str,
+                 region: str | None = None) -> boto3.Session:
     """Static keys when given, otherwise boto3's default credential chain; then, with a
     role_arn, that role assumed on top of them. The secrets obtained are registered for
     redaction before anything can log them."""
-    core = botocore.session.Session()
+    core = new_core_session()
     if credentials.access_key_id and credentials.secret_access_key:
         core.set_credentials(credentials.access_key_id, credentials.secret_access_key)
-    session = boto3.Session(botocore_session=core)
+    # The region reaches STS too (AssumeRole needs one when the environment names none).
+    session = boto3.Session(botocore_session=core, region_name=region)
     if credentials.role_arn:
         session = assume_role(session, credentials.role_arn, credentials.external_id,
                               credentials.session_name or session_name_for(job_name))
@@ -117,10 +135,10 @@ def assume_role(base: boto3.Session, role_arn: str, external_id: str | None,
             raise JobError(f"could not assume role {role_arn}: no AWS credentials to assume "
                            "it with") from None
         raise JobError(f"could not assume role {role_arn}: {error}") from None
-    core = botocore.session.Session()
+    core = new_core_session()
     core.get_component("credential_provider").insert_before(
         "env", _AssumedRoleProvider(credentials))
-    return boto3.Session(botocore_session=core)
+    return boto3.Session(botocore_session=core, region_name=base.region_name)
 
 
 def caller_account(session: boto3.Session, region: str) -> str:
@@ -177,6 +195,11 @@ class CallStats:
         self.calls = 0
         self.throttled = 0
         self._lock = threading.Lock()
+
+    def absorb(self, other: CallStats) -> None:
+        with self._lock:
+            self.calls += other.calls
+            self.throttled += other.throttled
 
     def attach(self, raw_client: Any) -> None:
         # Emitted after every attempt, retried or not, whatever the retry mode.
@@ -275,9 +298,11 @@ def backoff_delay(attempt: int, cap: float = 20.0) -> float:
     return random.uniform(0, min(cap, 0.5 * 2**attempt))
 
 
+@functools.cache
 def known_regions(service: str = "ec2") -> frozenset[str]:
-    """The regions of `service` in the installed botocore's endpoint data, every partition."""
-    core = botocore.session.Session()
+    """The regions of `service` in the installed botocore's endpoint data, every partition
+    (read once: the endpoint data is large)."""
+    core = new_core_session()
     return frozenset(region for partition in core.get_available_partitions()
                      for region in core.get_available_regions(service, partition))
 

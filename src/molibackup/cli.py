@@ -13,7 +13,7 @@ from loguru import logger
 
 from molibackup import __version__, config, log, runner, sensitive
 from molibackup.actions import ACTIONS, DEFAULT, Invocation, Outcome, Status
-from molibackup.errors import ConfigError, UsageError
+from molibackup.errors import ConfigError, MolibackupError, UsageError
 from molibackup.interrupt import Interruption
 
 EXIT_OK = 0
@@ -57,6 +57,10 @@ def parser() -> argparse.ArgumentParser:
                    help="also validate against this JSON Schema (it can only add refusals)")
     p.add_argument("--log-format", choices=["text", "json"],
                    help="log as text or JSON lines (overrides global.logformat)")
+    p.add_argument("--shard", metavar="INDEX/COUNT",
+                   help="run only this shard's targets (of every job's accounts x regions, "
+                        "sorted, every COUNT-th from INDEX); in an Indexed Job, "
+                        "JOB_COMPLETION_INDEX with MOLIBACKUP_SHARDS")
     p.add_argument("--version", action="version", version=f"molibackup {__version__}")
     commands = p.add_subparsers(dest="command", metavar="{" + ",".join(
         name for name in ACTIONS if name != DEFAULT) + "}", parser_class=_Parser)
@@ -145,6 +149,9 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
         report_problems(exc if isinstance(exc, ConfigError) else ConfigError([str(exc)]),
                         "nothing was done")
         return EXIT_CONFIG
+    except MolibackupError as exc:  # the action could not start (an organization unlisted)
+        logger.error(str(exc))
+        return EXIT_JOB_FAILED
     return exit_status(outcome)
 
 

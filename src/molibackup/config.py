@@ -7,6 +7,7 @@ here, once; everything downstream receives frozen dataclasses.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sys
@@ -44,6 +45,7 @@ class GlobalSettings:
     metrics: MetricsSettings
     ping_url: str | None = field(repr=False)
     prices: dict[str, float]  # USD per GB-month, by storage tier
+    target_concurrency: int
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,14 @@ def read_yaml(path: Path) -> Any:
 # --- validating -------------------------------------------------------------------------
 
 
+@functools.cache
+def _packaged_schema_text() -> str:
+    return resources.files("molibackup").joinpath("schema.json").read_text(encoding="utf-8")
+
+
 def packaged_schema() -> dict[str, Any]:
-    text = resources.files("molibackup").joinpath("schema.json").read_text(encoding="utf-8")
-    schema: dict[str, Any] = json.loads(text)
+    """The packaged schema, a fresh copy each call (read from the package once)."""
+    schema: dict[str, Any] = json.loads(_packaged_schema_text())
     return schema
 
 
@@ -223,6 +230,7 @@ def settings_from(raw_global: Mapping[str, Any] | None,
         ping_url=filled.get("ping_url"),
         prices={tier: float(price) for tier, price in with_defaults(
             dict(filled.get("prices") or {}), spec["properties"]["prices"], schema).items()},
+        target_concurrency=int(filled["target_concurrency"]),
     )
 
 

@@ -106,8 +106,9 @@ def _patch(record: Record) -> None:
     for key, value in record["extra"].items():
         if isinstance(value, str):
             record["extra"][key] = redact(value)
-    job = record["extra"].get("job")
-    record["extra"]["job_label"] = f"[{job}] " if job else ""
+    job, target = record["extra"].get("job"), record["extra"].get("target")
+    label = " ".join(str(part) for part in (job, target) if part)
+    record["extra"]["job_label"] = f"[{label}] " if label else ""
 
 
 def _json_sink(stream: TextIO) -> Any:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -17,10 +19,11 @@ from molibackup.config import Config, JobConfig
 from molibackup.errors import ConfigError, MolibackupError
 from molibackup.interrupt import Interruption
 from molibackup.modules import REGISTRY
-from molibackup.modules.base import JobContext, JobResult, Module
+from molibackup.modules.base import JobContext, JobResult, Module, Target
 from molibackup.observe import Finished, JobRun, Reporter
 from molibackup.observe.metrics import MetricsReporter
 from molibackup.observe.pings import PingReporter
+from molibackup.sharding import Shard, assign, key
 
 if TYPE_CHECKING:
     from loguru import Logger
@@ -76,20 +79,23 @@ def run_job(
     result: JobResult,
     stop: threading.Event,
     reporters: Sequence[Reporter] = (),
+    targets: Sequence[Target] | None = None,
+    shard: Shard | None = None,
 ) -> JobResult:
+    """Run one job in each of its targets (all of them, or those given)."""
     job = prepared.job
     log = logger.bind(job=job.name)
     log.info(f"job {job.name}: starting ({job.module}{', dry run' if result.dry_run else ''})")
     context = JobContext(job=job, settings=config.settings, now=clock(), dry_run=result.dry_run,
                          run_id=str(uuid.uuid4()), log=log, stop=stop)
-    run = JobRun(job, context.run_id, context.now)
+    run = JobRun(job, context.run_id, context.now, str(shard) if shard else None)
     if result.dry_run and reporters:
         log.info("dry run: no metrics pushed or written, no ping sent")
         reporters = ()
     for reporter in reporters:
         _report(log, reporter.job_started, run)
     started = time.monotonic()
-    _run_module(prepared.module, context, result)
+    run_targets(prepared.module, context, result, targets, config.settings.target_concurrency)
     finished = Finished(result, time.monotonic() - started, result.stats.calls,
                         result.stats.throttled)
     for reporter in reporters:
@@ -105,7 +111,45 @@ def _report(log: Logger, call: Callable[..., None], *args: Any) -> None:
         log.warning(f"reporting failed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-def _run_module(module: Module, context: JobContext, result: JobResult) -> None:
+def run_targets(module: Module, context: JobContext, result: JobResult,
+                targets: Sequence[Target] | None, concurrency: int) -> None:
+    """The job in each target, concurrently; one that fails fails alone. A job of one target
+    in its own account runs as it always has."""
+    if targets is None:
+        try:
+            targets = module.targets()
+        except MolibackupError as exc:
+            message = str(exc)
+            context.log.error(f"job {context.job.name} failed: {message}")
+            result.errors.append(message)
+            return
+    if len(targets) == 1 and module.for_target(targets[0]) is module:
+        _run_module(module, context, result)
+        return
+
+    def one(target: Target) -> tuple[Target, JobResult]:
+        own = JobResult(dry_run=result.dry_run)
+        log = context.log.bind(target=target.label)
+        if context.stop.is_set():
+            own.interrupted = True
+            return target, own
+        here = dataclasses.replace(context, log=log)
+        try:
+            _run_module(module.for_target(target), here, own, label=f" [{target.label}]")
+        finally:
+            (log.info if own.ok and not own.interrupted else log.error)(
+                f"job {context.job.name} [{target.label}]: {own.status}: {own.summary()}")
+        return target, own
+
+    context.log.info(f"job {context.job.name}: {len(targets)} target(s), "
+                     f"{min(concurrency, len(targets))} at a time")
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="target") as pool:
+        for target, own in pool.map(one, targets):
+            result.absorb(target, own)
+
+
+def _run_module(module: Module, context: JobContext, result: JobResult, label: str = ""
+                ) -> None:
     try:
         module.run(context, result)
         result.interrupted = result.interrupted or context.stop.is_set()
@@ -116,7 +160,7 @@ def _run_module(module: Module, context: JobContext, result: JobResult) -> None:
         context.log.opt(exception=True).debug("traceback of the unexpected error")
         message = (f"unexpected error: {describe_unexpected(exc)} (set loglevel: debug for the "
                    "traceback)")
-    context.log.error(f"job {context.job.name} failed: {message}")
+    context.log.error(f"job {context.job.name}{label} failed: {message}")
     result.errors.append(message)
     result.interrupted = context.stop.is_set()
 
@@ -140,10 +184,12 @@ def run(
     clock: Clock = utc_now,
     interruption: Interruption | None = None,
     reporters: Sequence[Reporter] | None = None,
+    shard: Shard | None = None,
 ) -> list[JobOutcome]:
     interruption = interruption or Interruption()
     reporters = default_reporters(config) if reporters is None else reporters
     outcomes: list[JobOutcome] = []
+    planned = plan_shard(jobs, shard) if shard else {}
     # If calls in flight outlast the grace time, the summary is still written.
     interruption.last_words = lambda: summarise(outcomes, jobs, interruption)
     for prepared in jobs:
@@ -153,15 +199,43 @@ def run(
             logger.bind(job=prepared.job.name).info(
                 f"job {prepared.job.name}: disabled (enabled: false), not run")
             continue
+        if shard and prepared.job.name not in planned:
+            continue
         result = JobResult(dry_run=force_dry_run or prepared.job.dryrun)
         # Listed before it runs: an interruption's last summary counts what it has done.
         outcomes.append(JobOutcome(prepared.job.name, result))
         outcomes[-1] = JobOutcome(prepared.job.name, run_job(
             prepared, config, clock, result=result, stop=interruption.stop,
-            reporters=reporters))
+            reporters=reporters, targets=planned.get(prepared.job.name), shard=shard))
+    if shard and not planned:
+        logger.info(f"shard {shard}: no target falls to this shard; nothing to do")
     interruption.last_words = lambda: None
     summarise(outcomes, jobs, interruption)
     return outcomes
+
+
+def plan_shard(jobs: Sequence[PreparedJob], shard: Shard) -> dict[str, list[Target] | None]:
+    """Job name -> the targets this shard runs (None: the job's targets could not be known,
+    and this shard reports that); jobs with none here are left out."""
+    listed: dict[str, list[Target] | None] = {}
+    for prepared in jobs:
+        if not prepared.job.enabled:
+            continue
+        try:
+            listed[prepared.job.name] = prepared.module.targets()
+        except MolibackupError:
+            listed[prepared.job.name] = None
+    mine = assign([(job, t) for job, targets in listed.items() for t in targets or []], shard)
+    planned: dict[str, list[Target] | None] = {}
+    for position, (job, targets) in enumerate(sorted(listed.items())):
+        if targets is None:
+            if position % shard.count == shard.index:
+                planned[job] = None  # run_job lists again, and fails with its one line
+            continue
+        here = [t for t in targets if key(job, t) in mine]
+        if here:
+            planned[job] = here
+    return planned
 
 
 def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[PreparedJob],

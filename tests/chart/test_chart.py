@@ -304,3 +304,24 @@ def test_without_a_verify_role_the_verify_cronjob_uses_the_backup_service_accoun
     jobs = of_kind(render({"jobs": {"web-daily": web_job(verify={"schedule": "0 6 * * 0"})}}),
                    "CronJob")
     assert {pod_spec(job)["serviceAccountName"] for job in jobs} == {"rel-molibackup"}
+
+
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
+def test_shards_render_an_indexed_job_whose_shards_retry_alone(version: str) -> None:
+    objects = render({"jobs": {"fleet": web_job(shards=3, parallelism=2)}})
+    for obj in objects:
+        kubernetes_validate.validate(obj, version, strict=True)
+    spec = cronjob({"jobs": {"fleet": web_job(shards=3, parallelism=2)}})[
+        "spec"]["jobTemplate"]["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == (
+        "Indexed", 3, 2)
+    assert spec["backoffLimitPerIndex"] == 2
+    assert "backoffLimit" not in spec
+    env = {e["name"]: e.get("value") for e in spec["template"]["spec"]["containers"][0]["env"]}
+    assert env["MOLIBACKUP_SHARDS"] == "3"
+
+
+def test_one_shard_is_todays_cronjob() -> None:
+    spec = cronjob({"jobs": {"web-daily": web_job()}})["spec"]["jobTemplate"]["spec"]
+    assert "completionMode" not in spec
+    assert spec["backoffLimit"] == 2

@@ -175,7 +175,7 @@ def strategy_for(spec: dict[str, Any]) -> st.SearchStrategy[Any]:
 # Options whose values reach other systems than EC2 are given fixed, reachable values.
 FIXED = {"module": "ebs-snapshot", "aws_region": REGION}
 LEFT_OUT = {"accesskey_id", "accesskey_secret", "metrics", "ping_url", "role_arn",
-            "external_id", "session_name", "copy_to"}
+            "external_id", "session_name", "copy_to", "accounts", "organization", "aws_regions"}
 
 
 @st.composite

@@ -31,7 +31,7 @@ def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> Non
     loaded = config.load(write_config(VALID))
     assert loaded.settings == config.GlobalSettings(
         "info", "text", 8, None, 10, 60, config.MetricsSettings(None, None, 5), None,
-        {"standard": 0.05, "archive": 0.0125})
+        {"standard": 0.05, "archive": 0.0125}, 4)
     (only,) = loaded.jobs
     assert (only.name, only.module, only.enabled, only.dryrun) == (
         "myjob01", "ebs-snapshot", True, False)

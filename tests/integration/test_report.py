@@ -112,6 +112,8 @@ def test_sizes_count_the_blocks_each_snapshot_adds_and_are_computed_once(
     data = fleet.instance({"Backup": "daily"}, {"data": {}}).volumes["data"]
     write_blocks(aws_env, data, range(0, 6), 1)
     assert molibackup(**OPTIONS).status == 0
+    for snapshot in fleet.job_snapshots("db"):  # a day before the next (the emulator's "now")
+        aws_env.set_snapshot_age(REGION, snapshot["SnapshotId"], 1)
     write_blocks(aws_env, data, range(4, 9), 2)  # 2 blocks changed, 3 new
     assert molibackup(**OPTIONS).status == 0
     first, second = sorted((s for s in fleet.job_snapshots("db") if s["VolumeId"] == data),

@@ -120,17 +120,18 @@ class Emulator:
     # Set-up the EC2 API cannot express: the emulator always makes snapshots "now".
 
     @staticmethod
-    def backend(region: str) -> Any:
-        return get_backend("ec2")[ACCOUNT][region]
+    def backend(region: str, account: str = ACCOUNT) -> Any:
+        return get_backend("ec2")[account][region]
 
     def set_snapshot_age(self, region: str, snapshot_id: str, days: float,
-                         now: datetime | None = None) -> None:
+                         now: datetime | None = None, account: str = ACCOUNT) -> None:
         now = now or datetime.now(UTC)
-        snapshot = self.backend(region).snapshots[snapshot_id]
+        snapshot = self.backend(region, account).snapshots[snapshot_id]
         snapshot.start_time = (now - timedelta(days=days)).replace(tzinfo=None)
 
-    def set_snapshot_state(self, region: str, snapshot_id: str, state: str) -> None:
-        self.backend(region).snapshots[snapshot_id].status = state
+    def set_snapshot_state(self, region: str, snapshot_id: str, state: str,
+                           account: str = ACCOUNT) -> None:
+        self.backend(region, account).snapshots[snapshot_id].status = state
 
 
 #: Snapshot locks set by tests: (account, region, snapshot id) -> lock state.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.support.emulator import Emulator
+from tests.support.emulator import ACCOUNT, Emulator
 
 REGION = "us-west-2"
 CLUSTER = "prod-eks"
@@ -32,10 +32,12 @@ class Instance:
 
 
 class Fleet:
-    def __init__(self, client: Any, emulator: Emulator, region: str = REGION) -> None:
+    def __init__(self, client: Any, emulator: Emulator, region: str = REGION,
+                 account: str = ACCOUNT) -> None:
         self.client = client
         self.emulator = emulator
         self.region = region
+        self.account = account
         self._devices: dict[str, int] = {}
 
     def instance(self, tags: dict[str, str] | None = None,
@@ -76,9 +78,11 @@ class Fleet:
             spec["TagSpecifications"] = [{"ResourceType": "snapshot", "Tags": tag_list(tags)}]
         snapshot_id = str(self.client.create_snapshot(**spec)["SnapshotId"])
         if age_days:
-            self.emulator.set_snapshot_age(self.region, snapshot_id, age_days)
+            self.emulator.set_snapshot_age(self.region, snapshot_id, age_days,
+                                           account=self.account)
         if state:
-            self.emulator.set_snapshot_state(self.region, snapshot_id, state)
+            self.emulator.set_snapshot_state(self.region, snapshot_id, state,
+                                             account=self.account)
         return snapshot_id
 
     def job_snapshot(self, volume_id: str, job: str, age_days: float,

@@ -6,6 +6,7 @@ import argparse
 
 from molibackup import runner
 from molibackup.actions.base import Command, Invocation, Outcome, Status
+from molibackup.sharding import Shard
 
 
 def add_arguments(_parser: argparse.ArgumentParser) -> None:
@@ -14,10 +15,12 @@ def add_arguments(_parser: argparse.ArgumentParser) -> None:
 
 def run(invocation: Invocation) -> Outcome:
     interruption = invocation.interruption
+    shard = (Shard.parse(invocation.args.shard) if invocation.args.shard
+             else Shard.from_environment())
     with interruption.installed():
         outcomes = runner.run(invocation.config, invocation.jobs,
                               force_dry_run=invocation.args.dry_run, clock=invocation.clock,
-                              interruption=interruption)
+                              interruption=interruption, shard=shard)
     if interruption.requested:
         return Outcome(Status.FAILED, signal_exit_status=interruption.exit_status)
     return Outcome.of(all(outcome.ok for outcome in outcomes))

@@ -38,6 +38,11 @@ class JobCoverage:
     volumes: list[VolumeBackup]
     error: str | None = None
     verified_within: timedelta | None = None
+    target: str | None = None  # account/region, for a job of several targets
+
+    @property
+    def label(self) -> str:
+        return f"{self.job} [{self.target}]" if self.target else self.job
 
     def status(self, volume: VolumeBackup, now: datetime) -> str:
         if volume.newest_completed is None:
@@ -71,13 +76,23 @@ def check_jobs(config: Config, prepared: Sequence[PreparedJob], max_age: timedel
         log = logger.bind(job=job.name)
         limit = max_age_for(module.min_interval, max_age)
         try:
-            volumes = module.coverage(config.settings, log)
-        except MolibackupError as exc:  # a JobError, or an AwsError
+            targets = module.targets()
+        except MolibackupError as exc:
             coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within))
             continue
-        if not volumes:
-            log.warning(f"job {job.name}: selects no volume")
-        coverages.append(JobCoverage(job.name, limit, volumes, None, verified_within))
+        for target in targets:
+            label = target.label if len(targets) > 1 else None
+            try:
+                volumes = module.for_target(target).coverage(config.settings, log)
+            except MolibackupError as exc:  # a JobError, or an AwsError
+                coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within,
+                                             label))
+                continue
+            if not volumes:
+                log.warning(f"job {job.name}{f' [{label}]' if label else ''}: selects no "
+                            "volume")
+            coverages.append(JobCoverage(job.name, limit, volumes, None, verified_within,
+                                         label))
     return coverages
 
 
@@ -93,6 +108,7 @@ def as_json(coverages: list[JobCoverage], now: datetime) -> str:
         "checked_at": now.isoformat(),
         "jobs": [{
             "job": c.job,
+            "target": c.target,
             "ok": c.ok(now),
             "max_age_seconds": c.max_age.total_seconds(),
             "error": c.error,
@@ -117,16 +133,16 @@ def as_table(coverages: list[JobCoverage], now: datetime) -> str:
     for c in coverages:
         limit = format_duration(c.max_age)
         if c.error:
-            rows.append((c.job, "-", "-", "-", "-", limit, f"ERROR: {c.error}"))
+            rows.append((c.label, "-", "-", "-", "-", limit, f"ERROR: {c.error}"))
             continue
         if not c.volumes:
-            rows.append((c.job, "-", "-", "-", "-", limit, "no volume selected"))
+            rows.append((c.label, "-", "-", "-", "-", limit, "no volume selected"))
         for v in c.volumes:
             age = _age(v, now)
             status = c.status(v, now).upper() if c.status(v, now) != OK else OK
             if v.pending:
                 status += f" ({v.pending} pending)"
-            rows.append((c.job, v.volume_id, v.name[:40], v.snapshot_id or "-",
+            rows.append((c.label, v.volume_id, v.name[:40], v.snapshot_id or "-",
                          format_age(age / 86400) if age is not None else "-", limit, status))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))

@@ -65,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the newest backup started at or before TIME: ISO 8601 "
                              "(2026-11-30T04:00Z; without offset, in the job's time zone) or "
                              "a duration meaning that long ago (36h, 2d)")
+    parser.add_argument("--account", metavar="ID",
+                        help="of a job over several accounts, the one to restore in")
+    parser.add_argument("--region", metavar="REGION",
+                        help="of a job over several regions, the one to restore in")
     parser.add_argument("--from-region", metavar="REGION",
                         help="restore from the job's copy in this copy_to destination")
     parser.add_argument("--availability-zone", metavar="AZ",
@@ -154,10 +158,14 @@ def run(invocation: Invocation) -> Outcome:
         raise UsageError("restore needs exactly one --job NAME: the job whose snapshots to "
                          "restore")
     request = request_from(args)
-    jobs = list(ebs_jobs(invocation.jobs))
+    jobs = list(ebs_jobs(invocation.jobs, args.account, args.region))
     if not jobs:
         raise ConfigError([f"{invocation.config.path}: job {names[0]} makes no EBS snapshots "
-                           "(or is disabled): nothing to restore"])
+                           "(or is disabled, or has no such --account/--region): nothing to "
+                           "restore"])
+    if len(jobs) > 1:
+        raise UsageError(f"job {names[0]} works in {len(jobs)} accounts and regions: say which "
+                         "with --account and --region")
     prepared, module = jobs[0]
     log = logger.bind(job=prepared.job.name)
     with invocation.interruption.installed():

@@ -42,8 +42,10 @@ def claim_name(text: str) -> tuple[str, str]:
     return namespace_name(namespace), object_name(name)
 
 
-def ebs_jobs(jobs: Sequence[PreparedJob]) -> Iterator[tuple[PreparedJob, EbsSnapshot]]:
-    """The enabled jobs that make EBS snapshots."""
+def ebs_jobs(jobs: Sequence[PreparedJob], account: str | None = None,
+             region: str | None = None) -> Iterator[tuple[PreparedJob, EbsSnapshot]]:
+    """The enabled jobs that make EBS snapshots, once per target (account x region),
+    narrowed to an account and a region when given."""
     for prepared in jobs:
         if not prepared.job.enabled:
             continue
@@ -51,4 +53,9 @@ def ebs_jobs(jobs: Sequence[PreparedJob]) -> Iterator[tuple[PreparedJob, EbsSnap
             logger.bind(job=prepared.job.name).warning(
                 f"job {prepared.job.name}: module {prepared.job.module} has no EBS snapshots")
             continue
-        yield prepared, prepared.module
+        for target in prepared.module.targets():
+            if account is not None and (target.account or "") != account:
+                continue
+            if region is not None and target.region != region:
+                continue
+            yield prepared, prepared.module.for_target(target)

@@ -79,6 +79,23 @@ class JobResult:
     orphans: int = 0  # volumes with snapshots of the job it no longer selects, or gone
     stored_bytes: int | None = None  # what the job's snapshots store, where known
     stats: CallStats = field(default_factory=CallStats)  # the job's AWS requests
+    targets: list[tuple[Target, JobResult]] = field(default_factory=list)  # when several
+
+    def absorb(self, target: Target, other: JobResult) -> None:
+        """Count a target's result into the job's."""
+        for name in ("created", "recent", "deleted", "kept", "skipped", "archived", "copied",
+                     "orphans"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.copying = self.copying or other.copying
+        self.interrupted = self.interrupted or other.interrupted
+        self.errors += [f"[{target.label}] {error}" for error in other.errors]
+        self.volumes += other.volumes
+        for tier, count in other.tiers.items():
+            self.tiers[tier] = self.tiers.get(tier, 0) + count
+        if other.stored_bytes is not None:
+            self.stored_bytes = (self.stored_bytes or 0) + other.stored_bytes
+        self.stats.absorb(other.stats)
+        self.targets.append((target, other))
 
     @property
     def ok(self) -> bool:
@@ -117,6 +134,15 @@ class Module(Protocol):
 
     def warnings(self) -> list[str]:
         """Doubts about options that are valid but may be mistakes (an unknown region)."""
+        ...
+
+    def targets(self) -> list[Target]:
+        """Where the job works: accounts x regions, sorted. JobError when they cannot be
+        known (an organization that cannot be listed)."""
+        ...
+
+    def for_target(self, target: Target) -> Self:
+        """The job as it runs in one target: its own session and region."""
         ...
 
     def run(self, context: JobContext, result: JobResult) -> None:

@@ -21,6 +21,7 @@ class JobRun:
     job: JobConfig
     run_id: str
     started: datetime
+    shard: str | None = None  # INDEX/COUNT when the job's targets are spread over pods
 
 
 @dataclass(frozen=True)

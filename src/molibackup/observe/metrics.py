@@ -57,6 +57,10 @@ METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
      "selects, or that no longer exist.", ()),
     ("molibackup_job_stored_bytes", "What the job's snapshots store, as far as their sizes "
      "are known (molibackup report --sizes tags them).", ()),
+    ("molibackup_target_success", "For a job of several targets: 1 if the last run in that "
+     "account and region ended without error, else 0.", ("account", "region")),
+    ("molibackup_target_snapshots", "For a job of several targets: snapshots of the last run "
+     "in that account and region by outcome.", ("account", "region", "outcome")),
 )
 
 
@@ -93,6 +97,13 @@ def registry_for(run: JobRun, finished: Finished) -> CollectorRegistry:
             volume.name)
     for tier, count in sorted(result.tiers.items()):
         put("molibackup_job_snapshots_stored", count, tier)
+    for target, own in result.targets:
+        account = target.account or "own"
+        put("molibackup_target_success", float(own.ok and not own.interrupted), account,
+            target.region)
+        for outcome, count in (("created", own.created), ("deleted", own.deleted),
+                               ("failed", len(own.errors))):
+            put("molibackup_target_snapshots", count, account, target.region, outcome)
     put("molibackup_job_orphaned_volumes", result.orphans)
     if result.stored_bytes is not None:
         put("molibackup_job_stored_bytes", result.stored_bytes)
@@ -147,7 +158,8 @@ class MetricsReporter:
         url, handler = _handler_for(gateway)
         send = push_to_gateway if replace else pushadd_to_gateway
         grouping = {"molibackup_job": run.job.name, "instance": "",
-                    **({"molibackup_command": command} if command else {})}
+                    **({"molibackup_command": command} if command else {}),
+                    **({"shard": run.shard.replace("/", "-of-")} if run.shard else {})}
         try:
             send(url, job=GROUPING_JOB, registry=registry, handler=handler,
                  grouping_key=grouping, timeout=self.settings.timeout)
@@ -159,7 +171,9 @@ class MetricsReporter:
 
     def write_textfile(self, directory: Path, run: JobRun, registry: CollectorRegistry,
                        succeeded: bool, log: Any, *, command: str | None = None) -> None:
-        path = directory / f"molibackup_{run.job.name}{'_' + command if command else ''}.prom"
+        suffix = (f"_{command}" if command else "") + (
+            f"_shard{run.shard.split('/')[0]}" if run.shard else "")
+        path = directory / f"molibackup_{run.job.name}{suffix}.prom"
         text = generate_latest(registry).decode()
         try:
             if not succeeded:

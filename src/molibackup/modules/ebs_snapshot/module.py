@@ -21,7 +21,7 @@ from molibackup.aws import client as aws_client
 from molibackup.awserror import AwsError
 from molibackup.config import GlobalSettings, JobConfig
 from molibackup.errors import JobError
-from molibackup.modules.base import JobContext, JobResult, VolumeBackup
+from molibackup.modules.base import JobContext, JobResult, Target, VolumeBackup
 from molibackup.modules.ebs_snapshot import copier, inventory, rotation, tiering
 from molibackup.modules.ebs_snapshot.catalog import gone_volumes, job_snapshots
 from molibackup.modules.ebs_snapshot.creation import Creation, Creations
@@ -32,6 +32,7 @@ from molibackup.modules.ebs_snapshot.options import Options
 from molibackup.modules.ebs_snapshot.selection import Selector, attached_data_volume_ids
 from molibackup.modules.ebs_snapshot.snapshotter import Clients, Snapshotter
 from molibackup.modules.ebs_snapshot.tagging import Volume, snapshot_name
+from molibackup.modules.ebs_snapshot.targets import AccountRole, expand, organization_accounts
 from molibackup.modules.ebs_snapshot.verification import verified_at
 
 if TYPE_CHECKING:
@@ -66,7 +67,29 @@ class EbsSnapshot:
         return self.options.min_interval
 
     def session(self) -> boto3.Session:
-        return open_session(self.options.credentials, self.job.name)
+        return open_session(self.options.credentials, self.job.name, self.options.aws_region)
+
+    def targets(self) -> list[Target]:
+        options = self.options
+        accounts: list[AccountRole | None] = list(options.accounts) or [None]
+        if options.organization is not None:
+            accounts = list(organization_accounts(self.session(), options.organization))
+            if not accounts:
+                raise JobError("the organization has no ACTIVE account the job's accounts and "
+                               "exclude globs select")
+        return expand(options.regions, accounts)
+
+    def for_target(self, target: Target) -> Self:
+        if target.role_arn is None and target.region == self.options.aws_region and len(
+                self.options.regions) == 1:
+            return self
+        credentials = self.options.credentials
+        if target.role_arn is not None:
+            credentials = dataclasses.replace(
+                credentials, role_arn=target.role_arn, external_id=target.external_id)
+        return type(self)(self.job, dataclasses.replace(
+            self.options, aws_region=target.region, regions=(target.region,),
+            credentials=credentials))
 
     # --- the run ------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ from molibackup.aws import CredentialSettings, region_doubt
 from molibackup.config import JobConfig, option_default
 from molibackup.errors import ConfigError
 from molibackup.modules.ebs_snapshot.hooks import Hook, HookOptions, commands_hook, freeze_commands
+from molibackup.modules.ebs_snapshot.targets import AccountRole, OrganizationSelector
 
 
 def parse_tag(text: str) -> tuple[str, str]:
@@ -156,7 +157,7 @@ class LockPolicy:
 
 @dataclass(frozen=True)
 class Options:
-    aws_region: str
+    aws_region: str  # the region it works in (for several, the first; see regions)
     credentials: CredentialSettings
     policy: retention.Policy
     instance_id: str | None
@@ -175,6 +176,9 @@ class Options:
     verify: VerifyOptions
     hooks: HookOptions | None
     orphan_retention_days: int | None
+    regions: tuple[str, ...]
+    accounts: tuple[AccountRole, ...]
+    organization: OrganizationSelector | None
 
     @classmethod
     def from_job(cls, job: JobConfig) -> Options:
@@ -182,6 +186,8 @@ class Options:
         contradictions a schema cannot express."""
         problems: list[str] = []
         raw = job.options
+        regions = parse_regions(job, problems)
+        accounts, organization = parse_accounts(job, problems)
         instance_tags = merge_tags(job, "instance_tag", "instance_tags", problems)
         volume_tags = merge_tags(job, "volume_tag", "volume_tags", problems)
         policy = parse_policy(job, problems)
@@ -207,7 +213,7 @@ class Options:
         if "lock_mode" in raw:
             lock = LockPolicy(mode=raw["lock_mode"], duration_days=int(raw["lock_duration"]))
         return cls(
-            aws_region=raw["aws_region"],
+            aws_region=regions[0],
             credentials=CredentialSettings(
                 access_key_id=raw.get("accesskey_id"), secret_access_key=raw.get(
                     "accesskey_secret"), role_arn=raw.get("role_arn"),
@@ -229,12 +235,16 @@ class Options:
             verify=verify,
             hooks=hooks,
             orphan_retention_days=raw.get("orphan_retention"),
+            regions=regions,
+            accounts=accounts,
+            organization=organization,
         )
 
 
     def warnings(self, job: JobConfig) -> list[str]:
         """Regions this installation does not know (a typo, or a region newer than it)."""
-        regions = [("aws_region", self.aws_region)] + [
+        where = "aws_region" if "aws_region" in job.options else "aws_regions"
+        regions = [(where, region) for region in self.regions] + [
             (f"copy_to.{index}.region", target.region) for index, target in
             enumerate(self.copy_to)]
         return [job.problem(where, doubt) for where, region in regions
@@ -242,6 +252,46 @@ class Options:
 
 
 INSTANCE_SELECTORS = ("instance_id", "instance_tag", "instance_tags")
+
+
+def parse_regions(job: JobConfig, problems: list[str]) -> tuple[str, ...]:
+    raw = job.options
+    if "aws_region" in raw and "aws_regions" in raw:
+        problems.append(job.problem("aws_regions", "give aws_region (one region) or "
+                                                   "aws_regions (several), not both"))
+    if "aws_region" not in raw and "aws_regions" not in raw:
+        problems.append(job.problem("aws_region", "missing: give the job's region, or "
+                                                  "aws_regions for several"))
+        return ("",)
+    return tuple(raw["aws_regions"]) if "aws_regions" in raw else (str(raw["aws_region"]),)
+
+
+def parse_accounts(job: JobConfig, problems: list[str]
+                   ) -> tuple[tuple[AccountRole, ...], OrganizationSelector | None]:
+    raw = job.options
+    if "accounts" in raw and "organization" in raw:
+        problems.append(job.problem("organization", "give accounts (a list of roles) or "
+                                                    "organization, not both"))
+    for option in ("accounts", "organization"):
+        if option in raw and "role_arn" in raw:
+            problems.append(job.problem("role_arn", f"role_arn runs the job in one other "
+                                                    f"account; with {option} each account has "
+                                                    "its own role: leave role_arn out"))
+    accounts = tuple(AccountRole(a["role_arn"], a.get("external_id"), a.get("name"))
+                     for a in raw.get("accounts") or [])
+    seen: set[str] = set()
+    for index, account in enumerate(accounts):
+        if account.account in seen:
+            problems.append(job.problem(f"accounts.{index}", f"account {account.account} is "
+                                                             "listed twice"))
+        seen.add(account.account)
+    organization = None
+    if "organization" in raw:
+        org = raw["organization"]
+        organization = OrganizationSelector(
+            role_name=org["role_name"], accounts=tuple(org.get("accounts") or ()),
+            exclude=tuple(org.get("exclude") or ()), external_id=org.get("external_id"))
+    return accounts, organization
 
 
 def parse_claims(job: JobConfig, problems: list[str]) -> ClaimSelector | None:
@@ -315,8 +365,8 @@ def parse_copy_targets(job: JobConfig, policy: retention.Policy, problems: list[
                             copy_tags=bool(raw["copy_tags"]))
         source_account = job.options["role_arn"].split(":")[4] if job.options.get(
             "role_arn") else None
-        if target.region == job.options["aws_region"] and target.account in (None,
-                                                                            source_account):
+        regions = job.options.get("aws_regions") or [job.options.get("aws_region")]
+        if target.region in regions and target.account in (None, source_account):
             problems.append(job.problem(where, "copies in the job's own region and account "
                                                "share the source's blast radius: give another "
                                                "region, or a role_arn of another account"))
