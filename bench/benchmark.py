@@ -19,6 +19,7 @@ shared and noisy, so absolute seconds mean little):
    molibackup process's own CPU time per API call.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
+                              [--only SECTION ...]
 """
 
 from __future__ import annotations
@@ -347,21 +348,43 @@ def hooks(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
 
 
 TARGET_REGIONS = ["us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
+TARGET_ACCOUNTS = ["111111111111", "222222222222"]
+ROLE = "arn:aws:iam::{}:role/molibackup"
+ROUNDS = 3
 
 
-def build_regions(emulator: Emulator, regions: list[str], instances: int) -> None:
+def account_client(emulator: Emulator, region: str, account: str | None) -> Any:
+    """An EC2 client of our own account, or of `account` through the emulator's STS."""
+    if account is None:
+        return boto3.client("ec2", region_name=region, endpoint_url=emulator.url)
+    sts = boto3.client("sts", region_name=region, endpoint_url=emulator.url)
+    credentials = sts.assume_role(RoleArn=ROLE.format(account),
+                                  RoleSessionName="bench")["Credentials"]
+    return boto3.client("ec2", region_name=region, endpoint_url=emulator.url,
+                        aws_access_key_id=credentials["AccessKeyId"],
+                        aws_secret_access_key=credentials["SecretAccessKey"],
+                        aws_session_token=credentials["SessionToken"])
+
+
+def build_targets(emulator: Emulator, regions: list[str], instances: int,
+                  accounts: list[str | None] | None = None) -> None:
     emulator.reset()
-    for region in regions:
-        fleet = Fleet(boto3.client("ec2", region_name=region, endpoint_url=emulator.url),
-                      emulator, region)
-        for _ in range(instances):
-            fleet.instance({"Backup": "bench"}, {"data": {}})
+    for account in accounts or [None]:
+        for region in regions:
+            fleet = Fleet(account_client(emulator, region, account), emulator, region,
+                          **({"account": account} if account else {}))
+            for _ in range(instances):
+                fleet.instance({"Backup": "bench"}, {"data": {}})
 
 
-def regions_config(workdir: Path, regions: list[str]) -> Path:
-    config = workdir / f"targets-{len(regions)}.yaml"
-    config.write_text(yaml.safe_dump({"jobs": {JOB: {
-        "module": "ebs-snapshot", "aws_regions": regions, "instance_tag": "Backup=bench"}}}))
+def targets_config(workdir: Path, regions: list[str], accounts: list[str] | None = None
+                   ) -> Path:
+    job: dict[str, Any] = {"module": "ebs-snapshot", "aws_regions": regions,
+                           "instance_tag": "Backup=bench"}
+    if accounts:
+        job["accounts"] = [{"role_arn": ROLE.format(a)} for a in accounts]
+    config = workdir / f"targets-{len(regions)}x{len(accounts or [None])}.yaml"
+    config.write_text(yaml.safe_dump({"jobs": {JOB: job}}))
     return config
 
 
@@ -372,28 +395,43 @@ def run_process(proxy: EC2Proxy, config: Path, *args: str) -> Outcome:
     started = time.perf_counter()
     status = subprocess.call([str(Path(sys.executable).parent / "molibackup"), "-c",
                               str(config), *args], stderr=subprocess.DEVNULL,
-                             env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url})
+                             env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url,
+                                  "AWS_ENDPOINT_URL_STS": proxy.url})
     seconds = time.perf_counter() - started
     return Outcome(seconds, sum(proxy.calls.values()), proxy.state.answered["CreateSnapshot"],
                    proxy.state.answered["DeleteSnapshot"], status != 0)
 
 
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
+
+
 def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
-    timings = {}
+    """One region vs four, alternated ROUNDS times (medians: the machine is shared), then
+    two shards, two accounts through STS, and molibackup's own CPU time per call."""
+    one_region, all_regions = TARGET_REGIONS[:1], TARGET_REGIONS
+    seconds: dict[int, list[float]] = {1: [], len(all_regions): []}
+    calls: dict[int, int] = {}
     with EC2Proxy(emulator.url, latency=LATENCY) as proxy:
-        for regions in (TARGET_REGIONS[:1], TARGET_REGIONS):
-            build_regions(emulator, regions, instances)
-            outcome = run_process(proxy, regions_config(workdir, regions))
-            assert not outcome.failed, f"the {len(regions)}-region run failed"
-            timings[len(regions)] = outcome
-        build_regions(emulator, TARGET_REGIONS, instances)
-        config = regions_config(workdir, TARGET_REGIONS)
+        for _ in range(ROUNDS):
+            for regions in (one_region, all_regions):
+                build_targets(emulator, regions, instances)
+                outcome = run_process(proxy, targets_config(workdir, regions))
+                assert not outcome.failed, f"the {len(regions)}-region run failed"
+                seconds[len(regions)].append(outcome.seconds)
+                calls[len(regions)] = outcome.calls
+        build_targets(emulator, all_regions, instances)
+        config = targets_config(workdir, all_regions)
         shard_calls = 0
         for index in range(2):
             shard = run_process(proxy, config, "--shard", f"{index}/2")
             assert not shard.failed, f"shard {index}/2 failed"
             shard_calls += shard.calls
-        build_regions(emulator, TARGET_REGIONS, instances)
+        build_targets(emulator, all_regions, instances, list(TARGET_ACCOUNTS))
+        accounts = run_process(proxy, targets_config(workdir, all_regions, TARGET_ACCOUNTS))
+        assert not accounts.failed, "the run over two accounts failed"
+        fleet = len(all_regions) * len(TARGET_ACCOUNTS)
+        build_targets(emulator, all_regions, instances)
         proxy.state.reset_counts()
         script = ("import resource, subprocess, sys; status = subprocess.call(sys.argv[1:]); "
                   "usage = resource.getrusage(resource.RUSAGE_CHILDREN); "
@@ -404,18 +442,26 @@ def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
                                env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url})
         cpu = float(child.stdout.strip().splitlines()[-1])
         cpu_calls = sum(proxy.calls.values())
-    one, four = timings[1], timings[len(TARGET_REGIONS)]
+    one, four = median(seconds[1]), median(seconds[len(all_regions)])
     return [
-        f"targets, {instances} instances x 2 volumes per region, "
-        f"{LATENCY * 1000:.0f} ms per call:",
-        f"  1 region: {one.seconds:5.1f} s, {one.calls} calls; {len(TARGET_REGIONS)} regions: "
-        f"{four.seconds:5.1f} s, {four.calls} calls ({four.calls / len(TARGET_REGIONS):.0f} "
-        "per target) (each a whole process, start-up included)",
-        f"  -> {four.seconds / one.seconds:.2f}x the wall time of one region (target <= 1.3x); "
-        f"two shards one after the other: {shard_calls} calls vs {four.calls} unsharded",
+        f"targets, {instances} instances x 2 volumes per target, "
+        f"{LATENCY * 1000:.0f} ms per call, medians of {ROUNDS} alternated runs:",
+        f"  1 region: {one:5.1f} s, {calls[1]} calls; {len(all_regions)} regions: "
+        f"{four:5.1f} s, {calls[len(all_regions)]} calls "
+        f"({calls[len(all_regions)] / len(all_regions):.0f} per target) "
+        "(each a whole process, start-up included)",
+        f"  -> {four / one:.2f}x the wall time of one region (target <= 1.3x); "
+        f"two shards one after the other: {shard_calls} calls vs "
+        f"{calls[len(all_regions)]} unsharded",
+        f"  {len(TARGET_ACCOUNTS)} accounts x {len(all_regions)} regions through STS: "
+        f"{accounts.seconds:.1f} s, {accounts.calls} calls ({accounts.calls / fleet:.0f} per "
+        "target, AssumeRole included)",
         f"  molibackup's own CPU: {cpu:.2f} s for {cpu_calls} calls, "
         f"{cpu / cpu_calls * 1000:.1f} ms per call",
     ]
+
+
+SECTIONS = ["speed", "throttling", "consistency", "verify", "hooks", "targets", "memory"]
 
 
 def main() -> int:
@@ -428,6 +474,8 @@ def main() -> int:
     parser.add_argument("--verify-volumes", type=int, default=20)
     parser.add_argument("--target-instances", type=int, default=15)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--only", choices=SECTIONS, action="append",
+                        help="run only this section (repeatable)")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
@@ -438,17 +486,20 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory() as tmp:
             workdir = Path(tmp)
-            for section in (
-                lambda: speed(emulator, args.volumes, workdir),
-                lambda: throttled(emulator, args.volumes, workdir, args.burst, args.refill),
-                lambda: consistency(emulator, args.instances, workdir),
-                lambda: verify(emulator, args.verify_volumes, workdir),
-                lambda: hooks(emulator, args.instances, workdir),
-                lambda: targets(emulator, args.target_instances, workdir),
-                *([] if args.skip_memory else [lambda: memory(emulator, args.snapshots,
-                                                              workdir)]),
-            ):
-                result = section()
+            sections = {
+                "speed": lambda: speed(emulator, args.volumes, workdir),
+                "throttling": lambda: throttled(emulator, args.volumes, workdir, args.burst,
+                                                args.refill),
+                "consistency": lambda: consistency(emulator, args.instances, workdir),
+                "verify": lambda: verify(emulator, args.verify_volumes, workdir),
+                "hooks": lambda: hooks(emulator, args.instances, workdir),
+                "targets": lambda: targets(emulator, args.target_instances, workdir),
+                "memory": lambda: memory(emulator, args.snapshots, workdir),
+            }
+            chosen = args.only or [name for name in SECTIONS
+                                   if not (name == "memory" and args.skip_memory)]
+            for name in chosen:
+                result = sections[name]()
                 print("\n".join(result), flush=True)
                 lines += result
     finally:

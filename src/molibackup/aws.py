@@ -15,6 +15,7 @@ import re
 import threading
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
@@ -25,6 +26,7 @@ from botocore.credentials import (
     CredentialProvider,
     DeferredRefreshableCredentials,
 )
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
 
 from molibackup import __version__, log
 from molibackup.awserror import BOTOCORE_ERRORS, THROTTLING_CODES, AwsError
@@ -66,7 +68,24 @@ def new_core_session() -> botocore.session.Session:
         if not _LOADER:
             _LOADER.append(core.get_component("data_loader"))
     core.register_component("data_loader", _LOADER[0])
+    core.get_component("response_parser_factory").set_parser_defaults(
+        timestamp_parser=parse_timestamp)
     return core
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An answer's timestamp: ISO 8601 with an offset by the standard library, anything else
+    by botocore's own parser. botocore's is dateutil's general parser, which made a third of
+    the CPU time of reading a page of instances."""
+    if isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is not None:
+                return parsed
+    return cast("datetime", DEFAULT_TIMESTAMP_PARSER(value))
 
 
 def open_session(credentials: CredentialSettings, job_name: str,
@@ -254,13 +273,31 @@ def client(session: boto3.Session, service: str, region: str, settings: GlobalSe
     per throttling bucket (describe, create, delete) learns each bucket's own rate.
     """
     try:
-        raw = session.client(service, region_name=region,  # type: ignore[call-overload]
-                             config=client_config(settings, attempts))
+        raw = _new_client(session, service, region, client_config(settings, attempts))
     except BOTOCORE_ERRORS as exc:
         raise AwsError(service, None, exc) from None
     if stats is not None:
         stats.attach(raw)
     return GuardedClient(raw)
+
+
+_PRIMED: set[str] = set()
+_PRIME_LOCK = threading.Lock()
+
+
+def _new_client(session: boto3.Session, service: str, region: str, config: BotoConfig) -> Any:
+    """A botocore client. The first of each service is made alone, its paginators loaded:
+    the shared loader's caches are filled once, not by every target at the same moment
+    (each would scan botocore's whole data directory for the same files)."""
+    if service in _PRIMED:
+        return session.client(service, region_name=region,  # type: ignore[call-overload]
+                              config=config)
+    with _PRIME_LOCK:
+        raw = session.client(service, region_name=region,  # type: ignore[call-overload]
+                             config=config)
+        raw.can_paginate(next(iter(raw.meta.method_to_api_mapping), ""))
+        _PRIMED.add(service)
+    return raw
 
 
 def ec2_client(session: boto3.Session, region: str, settings: GlobalSettings,

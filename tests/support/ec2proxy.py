@@ -190,7 +190,10 @@ class _Handler(BaseHTTPRequestHandler):
             root = ET.fromstring(answer)
             wanted = PAGED_SETS[action]
             item_set = next((c for c in root if c.tag.rpartition("}")[2] == wanted), None)
-            items = [ET.tostring(item) for item in list(item_set)] if item_set is not None else []
+            members = list(item_set) if item_set is not None else []
+            if len(members) <= page_size:  # one page holds it all: the answer as it is
+                return status, answer
+            items = [ET.tostring(item) for item in members]
             key = uuid.uuid4().hex
             with self.state.lock:
                 self.state._pages[key] = items

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import socket
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import moto.backends as moto_backends
+import moto.core.responses as moto_responses
 from moto.backends import get_backend
 from moto.core.responses import ActionResult
 from moto.ebs.models import EBSBackend as DirectBackend
@@ -48,6 +51,7 @@ class Emulator:
         run_commands_as_told()
         describe_fast_snapshot_restores()
         list_blocks_changed_either_way()
+        route_requests_once()
         self._server.start()
         return self
 
@@ -303,6 +307,21 @@ def run_commands_as_told() -> None:
     send_command.recorded = True  # type: ignore[attr-defined]
     SimpleSystemManagerBackend.send_command = send_command  # type: ignore[method-assign]
     Command.get_invocation = told  # type: ignore[method-assign]
+
+
+def route_requests_once() -> None:
+    """Let the emulator's server look up what does not change only once.
+
+    For every request moto's server lists its own package directory (to tell a service from
+    a host name) and inspects its response class for method names: a few milliseconds each,
+    more than most answers take to compute, and all of it on the one interpreter lock that
+    every emulated region shares. Both results are fixed for the life of the process.
+    """
+    modules = tuple(moto_backends.list_of_moto_modules())
+    moto_backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
+    if not hasattr(moto_responses.method_names_from_class, "cache_info"):
+        moto_responses.method_names_from_class = functools.cache(  # type: ignore[assignment]
+            moto_responses.method_names_from_class)
 
 
 def index_tag_lookups() -> None:
