@@ -85,7 +85,8 @@ def parse_timestamp(value: Any) -> datetime:
         else:
             if parsed.tzinfo is not None:
                 return parsed
-    return cast("datetime", DEFAULT_TIMESTAMP_PARSER(value))
+    parsed_by_botocore: datetime = DEFAULT_TIMESTAMP_PARSER(value)
+    return parsed_by_botocore
 
 
 def open_session(credentials: CredentialSettings, job_name: str,

@@ -245,3 +245,37 @@ def test_api_calls_stay_close_to_one_per_create_and_delete(
     assert total <= 1.15 * (creates + deletes) + 5
     assert all(p.get("Owner.1") == "self" for a, p in proxy.state.requests
                if a == "DescribeSnapshots")
+
+
+def test_backups_are_made_while_the_listing_of_the_job_s_snapshots_goes_on(
+    fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path], run_cli: Run
+) -> None:
+    """Rotation's listing does not hold the backups back. Here it is answered only once a
+    snapshot has been made, so it holds that run's own snapshots too: each counted once."""
+    instances, expired, foreign = small_fleet(fleet, instances=2)
+    made = threading.Event()
+    held: list[bool] = []
+
+    def answered(answer: bytes) -> bytes:
+        made.set()
+        return answer
+
+    def listing_after_a_create(action: str, params: dict[str, str]) -> Fault | None:
+        if action == "CreateSnapshot":
+            return Fault(200, "", rewrite=answered)
+        inventory = "tag:molibackup:run-id" not in params.values() and "NextToken" not in params
+        if action == "DescribeSnapshots" and inventory and not made.is_set():
+            held.append(made.wait(timeout=10))
+        return None
+
+    proxy.state.fault_rules.append(listing_after_a_create)
+    result = backup(write_config, run_cli)
+    assert result.status == 0, result.log
+    assert held == [True], "the listing was held until a snapshot was made"
+    every_volume = {v for i in instances for v in i.all_volumes}
+    assert new_snapshots_per_volume(fleet) == dict.fromkeys(every_volume, 1)
+    remaining = fleet.snapshot_ids()
+    assert not expired & remaining
+    assert foreign <= remaining
+    assert f"created {len(every_volume)}, deleted {len(expired)}, kept {len(every_volume)}," \
+        in result.log

@@ -96,6 +96,7 @@ class ProxyState:
     answered: Counter[str] = field(default_factory=Counter)
     throttled: Counter[str] = field(default_factory=Counter)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    first_seen: dict[str, float] = field(default_factory=dict)  # action -> monotonic time
     lock: threading.Lock = field(default_factory=threading.Lock)
     _pages: dict[str, list[bytes]] = field(default_factory=dict)
 
@@ -105,6 +106,7 @@ class ProxyState:
             self.answered.clear()
             self.throttled.clear()
             self.requests.clear()
+            self.first_seen.clear()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -125,6 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
         with state.lock:
             state.calls[action] += 1
             state.requests.append((action, dict(params)))
+            state.first_seen.setdefault(action, time.monotonic())
         if state.latency:
             time.sleep(state.latency)
         bucket = state.mutating_bucket if action in MUTATING else state.describe_bucket

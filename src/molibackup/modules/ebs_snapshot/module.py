@@ -4,12 +4,17 @@ select (selection.py) -> list the job's snapshots, adopting the original tool's,
 the volumes within min_interval (inventory.py) -> create, per volume or per instance
 (creation.py, through snapshotter.py) -> plan (retention.py) -> delete (rotation.py) ->
 archive (tiering.py) -> copy to other regions and accounts, and rotate there (copier.py).
+
+Unless min_interval or adoption needs it first, the listing of the job's snapshots runs
+alongside the creation: the first snapshot is asked for as soon as the volumes are known,
+not after a listing that may take many pages.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import Counter
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, ClassVar, Self
 
@@ -100,8 +105,18 @@ class EbsSnapshot:
         context.log.debug(f"region {region}, endpoint {client.meta.endpoint_url}, "
                           f"retries {getattr(client.meta.config, 'retries', None)}")
         result.copying = bool(self.options.copy_to)
+        with ThreadPoolExecutor(1, thread_name_prefix="inventory") as pool:
+            self.run_stages(session, client, pool, context, result)
+
+    def run_stages(self, session: boto3.Session, client: EC2Client, pool: ThreadPoolExecutor,
+                   context: JobContext, result: JobResult) -> None:
+        region = self.options.aws_region
         volumes, root_devices = self.select(client, context.log)
-        owned = self.take_inventory(client, volumes, context, result)
+        # After the selection, which is what the first create waits for (and whose calls
+        # share EC2's rate of describe calls with the listing's pages).
+        listing = pool.submit(lambda: list(inventory.own_snapshots(client, self.job.name)))
+        first = self.options.min_interval is not None or self.options.adopt_untagged
+        owned = self.take_inventory(client, volumes, listing, context, result) if first else None
         to_snapshot = volumes
         if self.options.min_interval is not None and owned is not None:
             to_snapshot, result.recent = due_volumes(volumes, owned, self.options.min_interval,
@@ -116,6 +131,11 @@ class EbsSnapshot:
         creations = self.creations(session, clients, context, result).run(to_snapshot,
                                                                           attached)
         new = self.count_creations(creations, context, result)
+        if not first:
+            owned = self.take_inventory(client, volumes, listing, context, result)
+            if owned is not None:  # listed while creating: this run's own may be in it
+                made = {s.snapshot_id for s in new}
+                owned = [s for s in owned if s.snapshot_id not in made]
         result.volumes = backups_of(volumes, [*(owned or []), *new])
         if context.stop.is_set():
             not_started = sum(c.not_started for c in creations)
@@ -233,13 +253,14 @@ class EbsSnapshot:
                              "protects its snapshots")
         return frozenset(aged)
 
-    def take_inventory(self, client: EC2Client, volumes: list[Volume], context: JobContext,
+    def take_inventory(self, client: EC2Client, volumes: list[Volume],
+                       listing: Future[list[retention.Snapshot]], context: JobContext,
                        result: JobResult) -> list[retention.Snapshot] | None:
-        """The job's snapshots (and the original tool's, when adopting), listed before any
-        is created. None when they cannot be listed: the backups are still made (unless
-        min_interval needs the list), rotation is skipped, and the job fails."""
+        """The job's snapshots (and the original tool's, when adopting). None when they
+        cannot be listed: the backups are still made (unless min_interval needs the list),
+        rotation is skipped, and the job fails."""
         try:
-            owned = list(inventory.own_snapshots(client, self.job.name))
+            owned = listing.result()
             if self.options.adopt_untagged and volumes:
                 originals = inventory.untagged_originals(client, volumes)
                 if originals:
