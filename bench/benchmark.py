@@ -37,6 +37,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -364,6 +365,7 @@ TARGET_REGIONS = ["us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
 TARGET_ACCOUNTS = ["111111111111", "222222222222"]
 ROLE = "arn:aws:iam::{}:role/molibackup"
 ROUNDS = 3
+SLOW_LATENCY = 0.2  # closer to what EC2 takes to answer a CreateSnapshot
 
 
 def account_client(emulator: Emulator, region: str, account: str | None) -> Any:
@@ -406,6 +408,7 @@ class ProcessRun:
     outcome: Outcome
     cpu: float  # the molibackup process's user + system seconds
     host_cpu: float  # this process's meanwhile: the emulator and the proxy
+    peak_in_flight: int  # the most calls the proxy held at one moment
 
 
 def cpu_seconds(who: int) -> float:
@@ -427,53 +430,107 @@ def run_process(proxy: EC2Proxy, config: Path, *args: str) -> ProcessRun:
     outcome = Outcome(seconds, sum(proxy.calls.values()), proxy.state.answered["CreateSnapshot"],
                       proxy.state.answered["DeleteSnapshot"], status != 0)
     return ProcessRun(outcome, cpu_seconds(resource.RUSAGE_CHILDREN) - children,
-                      cpu_seconds(resource.RUSAGE_SELF) - host)
+                      cpu_seconds(resource.RUSAGE_SELF) - host, proxy.state.peak_in_flight)
+
+
+class RegionEmulators:
+    """An emulator process per region, as each region is a server of its own: one emulator
+    for all would make every region's answers wait for one interpreter lock."""
+
+    def __init__(self, regions: list[str]) -> None:
+        self.processes = {region: subprocess.Popen(
+            [sys.executable, "-c", "from tests.support.emulator import serve; serve()"],
+            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            for region in regions}
+        self.urls = {region: process.stdout.readline().strip()  # type: ignore[union-attr]
+                     for region, process in self.processes.items()}
+
+    def reset(self) -> None:
+        for url in self.urls.values():
+            request = urllib.request.Request(f"{url}/moto-api/reset", method="POST")
+            with urllib.request.urlopen(request, timeout=10):
+                pass
+
+    def build(self, regions: list[str], instances: int) -> None:
+        self.reset()
+        for region in regions:
+            client = boto3.client("ec2", region_name=region, endpoint_url=self.urls[region])
+            fleet = Fleet(client, None, region)  # type: ignore[arg-type]
+            for _ in range(instances):
+                fleet.instance({"Backup": "bench"}, {"data": {}})
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            process.communicate(timeout=30)
+
+
+def region_runs(instances: int, workdir: Path, latency: float, emulator: Emulator | None = None
+                ) -> dict[int, ProcessRun]:
+    """The typical (median) run of one region and of all of them, alternated ROUNDS times:
+    against an emulator process per region, or all regions in `emulator`."""
+    runs: dict[int, list[ProcessRun]] = {1: [], len(TARGET_REGIONS): []}
+    own = RegionEmulators(TARGET_REGIONS) if emulator is None else None
+    try:
+        upstream = emulator.url if emulator else next(iter(own.urls.values()))  # type: ignore[union-attr]
+        with EC2Proxy(upstream, latency=latency,
+                      upstreams=own.urls if own else {}) as proxy:
+            for _ in range(ROUNDS):
+                for regions in (TARGET_REGIONS[:1], TARGET_REGIONS):
+                    if own:
+                        own.build(regions, instances)
+                    else:
+                        build_targets(emulator, regions, instances)  # type: ignore[arg-type]
+                    run = run_process(proxy, targets_config(workdir, regions))
+                    assert not run.outcome.failed, f"the {len(regions)}-region run failed"
+                    runs[len(regions)].append(run)
+    finally:
+        if own:
+            own.stop()
+    return {count: sorted(found, key=lambda r: r.outcome.seconds)[ROUNDS // 2]
+            for count, found in runs.items()}
 
 
 def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
-    """One region vs four, alternated ROUNDS times (medians: the machine is shared), then
-    two shards, two accounts through STS, and molibackup's own CPU time per call."""
-    one_region, all_regions = TARGET_REGIONS[:1], TARGET_REGIONS
-    runs: dict[int, list[ProcessRun]] = {1: [], len(all_regions): []}
+    """One region vs four, then two shards, two accounts through STS, and the CPU time of
+    molibackup (and of the emulator) per call; once more at EC2's own pace of answers."""
+    regions = len(TARGET_REGIONS)
+    typical = region_runs(instances, workdir, LATENCY)
+    shared = region_runs(instances, workdir, LATENCY, emulator)
+    slow = region_runs(instances, workdir, SLOW_LATENCY)
     with EC2Proxy(emulator.url, latency=LATENCY) as proxy:
-        for _ in range(ROUNDS):
-            for regions in (one_region, all_regions):
-                build_targets(emulator, regions, instances)
-                run = run_process(proxy, targets_config(workdir, regions))
-                assert not run.outcome.failed, f"the {len(regions)}-region run failed"
-                runs[len(regions)].append(run)
-        build_targets(emulator, all_regions, instances)
-        config = targets_config(workdir, all_regions)
+        build_targets(emulator, TARGET_REGIONS, instances)
+        config = targets_config(workdir, TARGET_REGIONS)
         shard_calls = 0
         for index in range(2):
             shard = run_process(proxy, config, "--shard", f"{index}/2").outcome
             assert not shard.failed, f"shard {index}/2 failed"
             shard_calls += shard.calls
-        build_targets(emulator, all_regions, instances, list(TARGET_ACCOUNTS))
-        accounts = run_process(proxy, targets_config(workdir, all_regions,
+        build_targets(emulator, TARGET_REGIONS, instances, list(TARGET_ACCOUNTS))
+        accounts = run_process(proxy, targets_config(workdir, TARGET_REGIONS,
                                                      TARGET_ACCOUNTS)).outcome
         assert not accounts.failed, "the run over two accounts failed"
-    fleet = len(all_regions) * len(TARGET_ACCOUNTS)
-
-    def typical(count: int) -> ProcessRun:
-        return sorted(runs[count], key=lambda r: r.outcome.seconds)[ROUNDS // 2]
-
-    one, four = typical(1), typical(len(all_regions))
+    fleet = regions * len(TARGET_ACCOUNTS)
+    one, four = typical[1], typical[regions]
     calls = four.outcome.calls
     return [
-        f"targets, {instances} instances x 2 volumes per target, "
-        f"{LATENCY * 1000:.0f} ms per call, medians of {ROUNDS} alternated runs:",
-        f"  1 region: {one.outcome.seconds:5.1f} s, {one.outcome.calls} calls; "
-        f"{len(all_regions)} regions: {four.outcome.seconds:5.1f} s, {calls} calls "
-        f"({calls / len(all_regions):.0f} per target) (each a whole process, start-up "
-        "included)",
+        f"targets, {instances} instances x 2 volumes per target, medians of {ROUNDS} "
+        "alternated runs, each a whole process (start-up included):",
+        f"  {LATENCY * 1000:.0f} ms per call: 1 region {one.outcome.seconds:.1f} s, "
+        f"{one.outcome.calls} calls; {regions} regions {four.outcome.seconds:.1f} s, {calls} "
+        f"calls ({calls / regions:.0f} per target); at most {one.peak_in_flight} vs "
+        f"{four.peak_in_flight} calls in flight",
         f"  -> {four.outcome.seconds / one.outcome.seconds:.2f}x the wall time of one region "
-        f"(target <= 1.3x); two shards one after the other: {shard_calls} calls vs {calls} "
-        "unsharded",
-        f"  CPU of the {len(all_regions)}-region run: molibackup {four.cpu:.2f} s, the "
-        f"emulator and proxy {four.host_cpu:.2f} s (one interpreter lock), in "
-        f"{four.outcome.seconds:.2f} s on {os.cpu_count()} cores",
-        f"  {len(TARGET_ACCOUNTS)} accounts x {len(all_regions)} regions through STS: "
+        "(target <= 1.3x), an emulator process per region",
+        f"  every region in one emulator process: {shared[regions].outcome.seconds:.1f} s vs "
+        f"{shared[1].outcome.seconds:.1f} s -> "
+        f"{shared[regions].outcome.seconds / shared[1].outcome.seconds:.2f}x (its CPU and the "
+        f"proxy's: {shared[regions].host_cpu:.2f} s, molibackup's {shared[regions].cpu:.2f} s, "
+        f"on {os.cpu_count()} cores)",
+        f"  {SLOW_LATENCY * 1000:.0f} ms per call: 1 region {slow[1].outcome.seconds:.1f} s, "
+        f"{regions} regions {slow[regions].outcome.seconds:.1f} s -> "
+        f"{slow[regions].outcome.seconds / slow[1].outcome.seconds:.2f}x",
+        f"  two shards one after the other: {shard_calls} calls vs {calls} unsharded; "
+        f"{len(TARGET_ACCOUNTS)} accounts x {regions} regions through STS: "
         f"{accounts.seconds:.1f} s, {accounts.calls} calls ({accounts.calls / fleet:.0f} per "
         "target, AssumeRole included)",
         f"  molibackup's own CPU: {four.cpu:.2f} s for {calls} calls, "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import random
+import re
 import threading
 import time
 import urllib.parse
@@ -29,6 +30,8 @@ PAGED_SETS = {
     "DescribeVolumes": "volumeSet",
     "DescribeInstances": "reservationSet",
 }
+# The region a request is signed for: Credential=<key id>/<date>/<region>/<service>/...
+SIGNING_SCOPE = re.compile(r"Credential=[^/,]+/\d{8}/([a-z0-9-]+)/")
 MUTATING = frozenset({"CreateSnapshot", "DeleteSnapshot", "LockSnapshot", "CreateTags"})
 
 
@@ -87,6 +90,7 @@ class TokenBucket:
 @dataclass
 class ProxyState:
     upstream: str
+    upstreams: dict[str, str] = field(default_factory=dict)  # region -> its own upstream
     max_page: int | None = None
     latency: float = 0.0
     mutating_bucket: TokenBucket | None = None
@@ -97,6 +101,8 @@ class ProxyState:
     throttled: Counter[str] = field(default_factory=Counter)
     requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
     first_seen: dict[str, float] = field(default_factory=dict)  # action -> monotonic time
+    in_flight: int = 0
+    peak_in_flight: int = 0  # the most calls this proxy held at one moment
     lock: threading.Lock = field(default_factory=threading.Lock)
     _pages: dict[str, list[bytes]] = field(default_factory=dict)
 
@@ -107,6 +113,7 @@ class ProxyState:
             self.throttled.clear()
             self.requests.clear()
             self.first_seen.clear()
+            self.peak_in_flight = self.in_flight
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -117,6 +124,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def do_POST(self) -> None:
+        with self.state.lock:
+            self.state.in_flight += 1
+            self.state.peak_in_flight = max(self.state.peak_in_flight, self.state.in_flight)
+        try:
+            self.handle_call()
+        finally:
+            with self.state.lock:
+                self.state.in_flight -= 1
+
+    def handle_call(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
         target = self.headers.get("X-Amz-Target", "")
         # EC2 and STS send a form with its Action; JSON services (SSM) name it in a header.
@@ -166,7 +183,11 @@ class _Handler(BaseHTTPRequestHandler):
     def forward(self, body: bytes) -> tuple[int, bytes]:
         headers = {k: v for k, v in self.headers.items()
                    if k.lower() not in {"host", "content-length", "connection"}}
-        request = urllib.request.Request(self.state.upstream + "/", data=body, headers=headers,
+        upstream = self.state.upstream
+        if self.state.upstreams:
+            scope = SIGNING_SCOPE.search(self.headers.get("Authorization", ""))
+            upstream = self.state.upstreams.get(scope.group(1) if scope else "", upstream)
+        request = urllib.request.Request(upstream + "/", data=body, headers=headers,
                                          method="POST")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
@@ -188,7 +209,8 @@ class _Handler(BaseHTTPRequestHandler):
             start = int(offset)
         else:
             status, answer = self.forward(urllib.parse.urlencode(params).encode())
-            if status != 200 or page_size is None:
+            # No more items at any depth than a page holds: no need to parse it to know.
+            if status != 200 or page_size is None or answer.count(b"<item>") <= page_size:
                 return status, answer
             root = ET.fromstring(answer)
             wanted = PAGED_SETS[action]

@@ -5,13 +5,16 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import logging
 import socket
+import sys
 import urllib.request
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import moto.backends as moto_backends
 import moto.core.responses as moto_responses
+import moto.core.serialize as moto_serialize
 from moto.backends import get_backend
 from moto.core.responses import ActionResult
 from moto.ebs.models import EBSBackend as DirectBackend
@@ -52,6 +55,7 @@ class Emulator:
         describe_fast_snapshot_restores()
         list_blocks_changed_either_way()
         route_requests_once()
+        remember_attribute_names()
         self._server.start()
         return self
 
@@ -309,6 +313,17 @@ def run_commands_as_told() -> None:
     Command.get_invocation = told  # type: ignore[method-assign]
 
 
+def serve() -> None:
+    """An emulator in a process of its own (the benchmark runs one per region, as regions are
+    servers of their own): prints its URL, then serves until its standard input closes."""
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    index_tag_lookups()
+    emulator = Emulator().start()
+    print(emulator.url, flush=True)
+    sys.stdin.read()
+    emulator.stop()
+
+
 def route_requests_once() -> None:
     """Let the emulator's server look up what does not change only once.
 
@@ -322,6 +337,35 @@ def route_requests_once() -> None:
     if not hasattr(moto_responses.method_names_from_class, "cache_info"):
         moto_responses.method_names_from_class = functools.cache(  # type: ignore[assignment]
             moto_responses.method_names_from_class)
+
+
+def remember_attribute_names() -> None:
+    """Let the emulator's answer writer work out each attribute's possible names once.
+
+    For every member of every object in an answer, moto's serializer asks six alias
+    providers which attribute names it may go by, though the answer depends only on the
+    object's class, the member and its shape (with the shape's parent): most of the time of
+    writing a DescribeInstances answer. The names are remembered by those; the shapes are
+    kept and compared, so an id reused by another shape never finds a stale entry.
+    """
+    picker = moto_serialize.XFormedAttributePicker
+    original = picker.get_possible_keys
+    if getattr(original, "remembered", False):
+        return
+    names: dict[tuple[Any, ...], tuple[Any, Any, tuple[str, ...]]] = {}
+
+    def get_possible_keys(self: Any, context: Any) -> Any:
+        shape = context.shape
+        parent = getattr(shape, "parent", None)
+        key = (type(self), type(context.obj), context.key, id(shape), id(parent))
+        entry = names.get(key)
+        if entry is None or entry[0] is not shape or entry[1] is not parent:
+            entry = (shape, parent, tuple(original(self, context)))
+            names[key] = entry
+        return entry[2]
+
+    get_possible_keys.remembered = True  # type: ignore[attr-defined]
+    picker.get_possible_keys = get_possible_keys  # type: ignore[method-assign]
 
 
 def index_tag_lookups() -> None:
