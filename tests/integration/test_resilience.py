@@ -4,6 +4,7 @@ overlapping runs, an endpoint that does not answer. Through the fault-injecting 
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import pytest
 
 from molibackup.modules.ebs_snapshot import snapshotter
 from tests.conftest import CliRun, job
+from tests.support.cli import executable
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault, empty_answer, random_faults
 from tests.support.fleet import Fleet, Instance, tags_of
 
@@ -279,3 +281,36 @@ def test_backups_are_made_while_the_listing_of_the_job_s_snapshots_goes_on(
     assert foreign <= remaining
     assert f"created {len(every_volume)}, deleted {len(expired)}, kept {len(every_volume)}," \
         in result.log
+
+
+def test_sigterm_during_a_long_listing_exits_without_waiting_for_its_last_page(
+    fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path]
+) -> None:
+    """A stopped run rotates nothing, so it does not wait for the rest of a listing that
+    runs alongside the creation: here four pages, each answered after two seconds."""
+    web = fleet.instance({"Backup": "daily"})
+    expired = {fleet.job_snapshot(web.root_volume, "nightly", age_days=40 + i) for i in range(90)}
+    made = threading.Event()
+
+    def answered(answer: bytes) -> bytes:
+        made.set()
+        return answer
+
+    def slow_listing(action: str, params: dict[str, str]) -> Fault | None:
+        if action == "CreateSnapshot":
+            return Fault(200, "", rewrite=answered)
+        if action == "DescribeSnapshots" and "tag:molibackup:run-id" not in params.values():
+            time.sleep(2)
+        return None
+
+    proxy.state.fault_rules.append(slow_listing)
+    config = write_config({"jobs": {"nightly": job(instance_tag="Backup=daily", retention=30)}})
+    process = subprocess.Popen([executable(), "-c", str(config)], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    assert made.wait(timeout=60), "a snapshot was made"
+    process.send_signal(signal.SIGTERM)
+    stopped = time.monotonic()
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert time.monotonic() - stopped < 5, "it did not list every page first"
+    assert expired <= fleet.snapshot_ids(), "nothing deleted"

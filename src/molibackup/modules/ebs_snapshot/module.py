@@ -114,7 +114,7 @@ class EbsSnapshot:
         volumes, root_devices = self.select(client, context.log)
         # After the selection, which is what the first create waits for (and whose calls
         # share EC2's rate of describe calls with the listing's pages).
-        listing = pool.submit(lambda: list(inventory.own_snapshots(client, self.job.name)))
+        listing = pool.submit(self.list_owned, client, context)
         first = self.options.min_interval is not None or self.options.adopt_untagged
         owned = self.take_inventory(client, volumes, listing, context, result) if first else None
         to_snapshot = volumes
@@ -252,6 +252,16 @@ class EbsSnapshot:
                              f"older than orphan_retention {days}d: min_keep no longer "
                              "protects its snapshots")
         return frozenset(aged)
+
+    def list_owned(self, client: EC2Client, context: JobContext) -> list[retention.Snapshot]:
+        """The job's snapshots; a run being stopped stops listing them (it rotates nothing,
+        and should not wait for the rest of many pages)."""
+        owned = []
+        for snapshot in inventory.own_snapshots(client, self.job.name):
+            if context.stop.is_set():
+                break
+            owned.append(snapshot)
+        return owned
 
     def take_inventory(self, client: EC2Client, volumes: list[Volume],
                        listing: Future[list[retention.Snapshot]], context: JobContext,
