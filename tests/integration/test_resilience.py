@@ -249,6 +249,15 @@ def test_api_calls_stay_close_to_one_per_create_and_delete(
                if a == "DescribeSnapshots")
 
 
+def signalled_when_answered(event: threading.Event) -> Fault:
+    """The call forwarded and answered as is, `event` set once the emulator has answered."""
+    def answered(answer: bytes) -> bytes:
+        event.set()
+        return answer
+
+    return Fault(200, "", rewrite=answered)
+
+
 def test_backups_are_made_while_the_listing_of_the_job_s_snapshots_goes_on(
     fleet: Fleet, proxy: EC2Proxy, write_config: Callable[..., Path], run_cli: Run
 ) -> None:
@@ -258,13 +267,9 @@ def test_backups_are_made_while_the_listing_of_the_job_s_snapshots_goes_on(
     made = threading.Event()
     held: list[bool] = []
 
-    def answered(answer: bytes) -> bytes:
-        made.set()
-        return answer
-
     def listing_after_a_create(action: str, params: dict[str, str]) -> Fault | None:
         if action == "CreateSnapshot":
-            return Fault(200, "", rewrite=answered)
+            return signalled_when_answered(made)
         inventory = "tag:molibackup:run-id" not in params.values() and "NextToken" not in params
         if action == "DescribeSnapshots" and inventory and not made.is_set():
             held.append(made.wait(timeout=10))
@@ -292,13 +297,9 @@ def test_sigterm_during_a_long_listing_exits_without_waiting_for_its_last_page(
     expired = {fleet.job_snapshot(web.root_volume, "nightly", age_days=40 + i) for i in range(90)}
     made = threading.Event()
 
-    def answered(answer: bytes) -> bytes:
-        made.set()
-        return answer
-
     def slow_listing(action: str, params: dict[str, str]) -> Fault | None:
         if action == "CreateSnapshot":
-            return Fault(200, "", rewrite=answered)
+            return signalled_when_answered(made)
         if action == "DescribeSnapshots" and "tag:molibackup:run-id" not in params.values():
             time.sleep(2)
         return None
