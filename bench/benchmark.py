@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from tests.support.ec2proxy import EC2Proxy, TokenBucket  # noqa: E402
 from tests.support.emulator import Emulator, index_tag_lookups  # noqa: E402
-from tests.support.fleet import REGION, Fleet  # noqa: E402
+from tests.support.fleet import REGION, ROLE, Fleet, ec2_client_as  # noqa: E402
 from tests.support.images import image  # noqa: E402
 
 from molibackup import cli  # noqa: E402
@@ -366,22 +366,13 @@ def hooks(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
 
 TARGET_REGIONS = ["us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
 TARGET_ACCOUNTS = ["111111111111", "222222222222"]
-ROLE = "arn:aws:iam::{}:role/molibackup"
 ROUNDS = 3
 SLOW_LATENCY = 0.2  # closer to what EC2 takes to answer a CreateSnapshot
 
 
-def account_client(emulator: Emulator, region: str, account: str | None) -> Any:
-    """An EC2 client of our own account, or of `account` through the emulator's STS."""
-    if account is None:
-        return boto3.client("ec2", region_name=region, endpoint_url=emulator.url)
-    sts = boto3.client("sts", region_name=region, endpoint_url=emulator.url)
-    credentials = sts.assume_role(RoleArn=ROLE.format(account),
-                                  RoleSessionName="bench")["Credentials"]
-    return boto3.client("ec2", region_name=region, endpoint_url=emulator.url,
-                        aws_access_key_id=credentials["AccessKeyId"],
-                        aws_secret_access_key=credentials["SecretAccessKey"],
-                        aws_session_token=credentials["SessionToken"])
+def fill(fleet: Fleet, instances: int) -> None:
+    for _ in range(instances):
+        fleet.instance({"Backup": "bench"}, {"data": {}})
 
 
 def build_targets(emulator: Emulator, regions: list[str], instances: int,
@@ -389,10 +380,8 @@ def build_targets(emulator: Emulator, regions: list[str], instances: int,
     emulator.reset()
     for account in accounts or [None]:
         for region in regions:
-            fleet = Fleet(account_client(emulator, region, account), emulator, region,
-                          **({"account": account} if account else {}))
-            for _ in range(instances):
-                fleet.instance({"Backup": "bench"}, {"data": {}})
+            fill(Fleet(ec2_client_as(emulator.url, region, account), emulator, region,
+                       **({"account": account} if account else {})), instances)
 
 
 def targets_config(workdir: Path, regions: list[str], accounts: list[str] | None = None
@@ -457,10 +446,8 @@ class RegionEmulators:
     def build(self, regions: list[str], instances: int) -> None:
         self.reset()
         for region in regions:
-            client = boto3.client("ec2", region_name=region, endpoint_url=self.urls[region])
-            fleet = Fleet(client, None, region)  # type: ignore[arg-type]
-            for _ in range(instances):
-                fleet.instance({"Backup": "bench"}, {"data": {}})
+            fill(Fleet(ec2_client_as(self.urls[region], region), None,  # type: ignore[arg-type]
+                       region), instances)
 
     def stop(self) -> None:
         for process in self.processes.values():

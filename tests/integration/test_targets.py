@@ -20,23 +20,15 @@ from molibackup.sharding import Shard, assign
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.emulator import Emulator
-from tests.support.fleet import Fleet
+from tests.support.fleet import ROLE, Fleet, ec2_client_as
 
 Run = Callable[..., CliRun]
 REGIONS = ["us-west-2", "eu-west-1", "ap-southeast-2"]
 PROD, STAGING = "111111111111", "222222222222"
-ROLE = "arn:aws:iam::{}:role/molibackup"
 
 
 def fleet_in(aws_env: Emulator, account: str, region: str) -> Fleet:
-    sts = boto3.client("sts", region_name=region, endpoint_url=aws_env.url)
-    credentials = sts.assume_role(RoleArn=ROLE.format(account),
-                                  RoleSessionName="test")["Credentials"]
-    client = boto3.client("ec2", region_name=region, endpoint_url=aws_env.url,
-                          aws_access_key_id=credentials["AccessKeyId"],
-                          aws_secret_access_key=credentials["SecretAccessKey"],
-                          aws_session_token=credentials["SessionToken"])
-    return Fleet(client, aws_env, region, account)
+    return Fleet(ec2_client_as(aws_env.url, region, account), aws_env, region, account)
 
 
 @pytest.fixture

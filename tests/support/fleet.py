@@ -5,7 +5,25 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import boto3
+
 from tests.support.emulator import ACCOUNT, Emulator
+
+ROLE = "arn:aws:iam::{}:role/molibackup"
+
+
+def ec2_client_as(url: str, region: str, account: str | None = None) -> Any:
+    """An EC2 client of our own account or, through the emulator's STS, of `account` (the
+    credentials from a role's ARN act in that role's account)."""
+    if account is None:
+        return boto3.client("ec2", region_name=region, endpoint_url=url)
+    sts = boto3.client("sts", region_name=region, endpoint_url=url)
+    credentials = sts.assume_role(RoleArn=ROLE.format(account),
+                                  RoleSessionName="test")["Credentials"]
+    return boto3.client("ec2", region_name=region, endpoint_url=url,
+                        aws_access_key_id=credentials["AccessKeyId"],
+                        aws_secret_access_key=credentials["SecretAccessKey"],
+                        aws_session_token=credentials["SessionToken"])
 
 REGION = "us-west-2"
 CLUSTER = "prod-eks"
