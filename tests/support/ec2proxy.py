@@ -8,13 +8,13 @@ calls per action, and can add latency, EC2-style token-bucket throttling and fau
 from __future__ import annotations
 
 import base64
+import http.client
 import json
 import random
 import re
 import threading
 import time
 import urllib.parse
-import urllib.request
 import uuid
 import xml.etree.ElementTree as ET
 from collections import Counter
@@ -119,6 +119,9 @@ class ProxyState:
 class _Handler(BaseHTTPRequestHandler):
     state: ProxyState
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes: with Nagle's algorithm the body would wait for
+    # the client's delayed acknowledgement (40 ms on Linux) on every kept-alive call.
+    disable_nagle_algorithm = True
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -187,13 +190,45 @@ class _Handler(BaseHTTPRequestHandler):
         if self.state.upstreams:
             scope = SIGNING_SCOPE.search(self.headers.get("Authorization", ""))
             upstream = self.state.upstreams.get(scope.group(1) if scope else "", upstream)
-        request = urllib.request.Request(upstream + "/", data=body, headers=headers,
-                                         method="POST")
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                return response.status, response.read()
-        except urllib.error.HTTPError as exc:
-            return exc.code, exc.read()
+        for attempt in range(2):
+            connection, reused = self.upstream_connection(upstream)
+            try:
+                connection.request("POST", "/", body=body, headers=headers)
+                response = connection.getresponse()
+                answer = response.read()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                # A kept-alive connection the emulator closed while idle: the request did
+                # not reach it, so sending it again on a new connection is safe.
+                self.drop_upstream(upstream)
+                if reused and attempt == 0:
+                    continue
+                raise
+            if response.will_close:
+                self.drop_upstream(upstream)
+            return response.status, answer
+        raise AssertionError("unreachable")
+
+    def upstream_connection(self, upstream: str) -> tuple[http.client.HTTPConnection, bool]:
+        """This client connection's own kept-alive connection to `upstream`: a new one per
+        call would cost the emulator a thread and a handshake, and the proxy its CPU."""
+        connections = self.__dict__.setdefault("_upstreams", {})
+        if upstream in connections:
+            return connections[upstream], True
+        parsed = urllib.parse.urlsplit(upstream)
+        connection = http.client.HTTPConnection(parsed.hostname or "127.0.0.1", parsed.port,
+                                                timeout=60)
+        connections[upstream] = connection
+        return connection, False
+
+    def drop_upstream(self, upstream: str) -> None:
+        connection = self.__dict__.get("_upstreams", {}).pop(upstream, None)
+        if connection is not None:
+            connection.close()
+
+    def finish(self) -> None:
+        super().finish()
+        for connection in self.__dict__.get("_upstreams", {}).values():
+            connection.close()
 
     def paged(self, action: str, params: dict[str, str]) -> tuple[int, bytes]:
         """Forward without paging parameters, then answer one page of the whole result."""
