@@ -6,8 +6,8 @@ shared and noisy, so absolute seconds mean little):
 1. speed: our run vs a straightforward sequential implementation of the same job (one
    instance, one volume, one call at a time), every call delayed by 50 ms;
 2. throttling: our run under EC2-style token buckets vs the lower bound those buckets impose,
-   (mutating calls - burst) / refill, with no call left failed; and when the first mutating
-   call went out (until then the bucket sits full, its refill lost);
+   (mutating calls - burst) / refill, with no call left failed (the median of 3 runs); and
+   when the first mutating call went out (until then the bucket sits full, its refill lost);
 3. memory: peak RSS of a run whose job owns 100,000 snapshots;
 4. consistency: create calls of `consistency: instance` (one CreateSnapshots per instance)
    vs `consistency: volume` (one CreateSnapshot per volume), on instances with 4 volumes;
@@ -59,6 +59,7 @@ from molibackup import cli  # noqa: E402
 
 JOB = "bench"
 LATENCY = 0.05
+ROUNDS = 3  # runs of a figure that moves with the machine's load: the median is reported
 
 
 @dataclass
@@ -171,29 +172,48 @@ def speed(emulator: Emulator, volumes: int, workdir: Path) -> list[str]:
     ]
 
 
+@dataclass
+class ThrottledRun:
+    outcome: Outcome
+    throttles: int
+    first_create: float  # seconds from the start until the first CreateSnapshot went out
+    complete: bool  # every snapshot made and every expired one deleted, no call left failed
+
+
 def throttled(emulator: Emulator, volumes: int, workdir: Path, burst: int,
               refill: float) -> list[str]:
+    """The typical (median) of ROUNDS runs: one run's figure moves by a few hundredths
+    with the machine's load, as much as the margin being measured."""
     config = write_config(workdir, max_attempts=20)
-    wanted_volumes, wanted_deletes = build_fleet(emulator, volumes)
+    runs = []
+    for _ in range(ROUNDS):
+        wanted_volumes, wanted_deletes = build_fleet(emulator, volumes)
+        with EC2Proxy(emulator.url, latency=0.01,
+                      mutating_bucket=TokenBucket(burst, refill),
+                      describe_bucket=TokenBucket(100, 20)) as proxy:
+            started = time.monotonic()
+            ours = run_ours(proxy, config)
+            runs.append(ThrottledRun(
+                ours, sum(proxy.state.throttled.values()),
+                proxy.state.first_seen["CreateSnapshot"] - started,
+                not ours.failed and (ours.creates, ours.deletes) == (wanted_volumes,
+                                                                    wanted_deletes)))
     mutating = wanted_volumes + wanted_deletes
-    with EC2Proxy(emulator.url, latency=0.01,
-                  mutating_bucket=TokenBucket(burst, refill),
-                  describe_bucket=TokenBucket(100, 20)) as proxy:
-        started = time.monotonic()
-        ours = run_ours(proxy, config)
-        throttles = sum(proxy.state.throttled.values())
-        first_create = proxy.state.first_seen["CreateSnapshot"] - started
     bound = (mutating - burst) / refill
-    ok = not ours.failed and (ours.creates, ours.deletes) == (wanted_volumes, wanted_deletes)
+    runs.sort(key=lambda r: r.outcome.seconds)
+    typical = runs[ROUNDS // 2]
+    seconds = typical.outcome.seconds
     return [
         f"throttling, token bucket burst {burst}, refill {refill:g}/s, {mutating} mutating "
-        "calls:",
-        f"  lower bound: {bound:6.1f} s   molibackup: {ours.seconds:6.1f} s "
-        f"({throttles} throttled answers, every call done in the end: {ok})",
-        f"  -> {ours.seconds / bound:.2f}x the lower bound (target <= 1.03x); the first "
-        f"create went out after {first_create:.2f} s (start-up and the describes before it, "
-        "while the bucket sits full), the mutating calls then took "
-        f"{(ours.seconds - first_create) / bound:.2f}x the bound",
+        f"calls, median of {ROUNDS} runs:",
+        f"  lower bound: {bound:6.1f} s   molibackup: {seconds:6.1f} s "
+        f"({typical.throttles} throttled answers, every call done in the end: "
+        f"{all(r.complete for r in runs)})",
+        f"  -> {seconds / bound:.3f}x the lower bound (target <= 1.03x; runs "
+        f"{runs[0].outcome.seconds / bound:.3f}x to {runs[-1].outcome.seconds / bound:.3f}x); "
+        f"the first create went out after {typical.first_create:.2f} s (start-up and the "
+        "describes before it, while the bucket sits full), the mutating calls then took "
+        f"{(seconds - typical.first_create) / bound:.3f}x the bound",
     ]
 
 
@@ -366,7 +386,6 @@ def hooks(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
 
 TARGET_REGIONS = ["us-west-2", "eu-west-1", "eu-central-1", "ap-southeast-2"]
 TARGET_ACCOUNTS = ["111111111111", "222222222222"]
-ROUNDS = 3
 SLOW_LATENCY = 0.2  # closer to what EC2 takes to answer a CreateSnapshot
 
 
