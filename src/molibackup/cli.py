@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import os
 import sys
@@ -170,11 +171,26 @@ def report_problems(exc: ConfigError, closing: str) -> None:
     logger.error(closing)
 
 
-def entrypoint() -> None:
+def entrypoint() -> NoReturn:
     # What start-up made (modules, the schema) lives as long as the process: out of the
     # cyclic collector's way, a full collection in the middle of a run scans much less.
     gc.freeze()
     try:
-        sys.exit(main())
+        status = main()
     except KeyboardInterrupt:  # a signal before the handlers were installed
-        sys.exit(130)
+        status = 130
+    leave(status)
+
+
+def leave(status: int) -> NoReturn:
+    """Exit once standard output and error are flushed, skipping the interpreter's teardown.
+
+    By the time `main` returns, every file, thread pool and connection of the run is closed;
+    what teardown would add is freeing the objects one by one (the service models of every
+    client), a quarter of a second of CPU after a job over four regions, while the kernel
+    frees the process's memory at once."""
+    for stream in (sys.stdout, sys.stderr):
+        # A reader gone, or a stream closed: nothing more can reach it anyway.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)

@@ -107,6 +107,35 @@ def test_a_failing_job_exits_2_and_the_others_still_run(
     assert fleet.job_snapshots("last")
 
 
+def test_an_answer_on_a_pipe_arrives_whole_with_the_exit_status(
+    aws_env: Any, fleet: Fleet, write_config: Callable[..., Path]
+) -> None:
+    """The command exits without the interpreter's teardown: its answer and its log arrive
+    whole, with the exit status."""
+    for _ in range(2):
+        fleet.instance({"Backup": "daily"}, {"data": {}})
+    path = write_config({"jobs": {"daily": job(instance_tag="Backup=daily")}})
+    backup = molibackup("-c", str(path))
+    assert backup.returncode == 0
+    assert backup.stderr.rstrip().endswith("1 job(s) run: 1 ok, 0 failed")
+    buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    listing = molibackup("-c", str(path), "snapshots", "--output", "json", env=buffered)
+    assert listing.returncode == 0, listing.stderr
+    volumes = json.loads(listing.stdout)["jobs"][0]["volumes"]
+    assert len(volumes) == 4
+    assert all(len(volume["snapshots"]) == 1 for volume in volumes)
+
+
+def test_leaving_flushes_what_was_written_and_keeps_the_status() -> None:
+    """A pipe is block-buffered unless PYTHONUNBUFFERED is set (as in the image)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import sys; from molibackup.cli import leave; "
+         "sys.stdout.write('answer'); sys.stderr.write('log'); leave(3)"],
+        capture_output=True, text=True, timeout=60, check=False, env=env)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "answer", "log")
+
+
 def test_job_runs_only_the_named_jobs(
     fleet: Fleet, write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
 ) -> None:
