@@ -45,6 +45,16 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
 
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """What a target's run works with: its EC2 client, the client for CreateSnapshot(s)
+    being made, and the thread that lists the job's snapshots."""
+
+    client: EC2Client
+    creator: Future[EC2Client]
+    pool: ThreadPoolExecutor
+
+
 class EbsSnapshot:
     name: ClassVar[str] = "ebs-snapshot"
     #: Every action this module may call (the README's IAM policy grants exactly these).
@@ -106,11 +116,18 @@ class EbsSnapshot:
                           f"retries {getattr(client.meta.config, 'retries', None)}")
         result.copying = bool(self.options.copy_to)
         with ThreadPoolExecutor(1, thread_name_prefix="inventory") as pool:
-            self.run_stages(session, client, pool, context, result)
+            # CreateSnapshot(s) has no idempotency token: its retries are ours, so that an
+            # answer lost after EC2 acted is looked for (by run id) instead of making a
+            # duplicate. Its client is made while the selection's calls are in flight: a
+            # client costs the CPU of a dozen calls, and a job's targets start together.
+            creator = pool.submit(ec2_client, session, region, context.settings, attempts=1,
+                                  stats=result.stats)
+            self.run_stages(session, Stage(client, creator, pool), context, result)
 
-    def run_stages(self, session: boto3.Session, client: EC2Client, pool: ThreadPoolExecutor,
-                   context: JobContext, result: JobResult) -> None:
+    def run_stages(self, session: boto3.Session, stage: Stage, context: JobContext,
+                   result: JobResult) -> None:
         region = self.options.aws_region
+        client, pool = stage.client, stage.pool
         volumes, root_devices = self.select(client, context.log)
         # After the selection, which is what the first create waits for (and whose calls
         # share EC2's rate of describe calls with the listing's pages).
@@ -122,10 +139,7 @@ class EbsSnapshot:
             to_snapshot, result.recent = due_volumes(volumes, owned, self.options.min_interval,
                                                      context.now, context.log)
 
-        # CreateSnapshot(s) has no idempotency token: its retries are ours, so that an answer
-        # lost after EC2 acted is looked for (by run id) instead of making a duplicate.
-        clients = Clients(main=client, create=ec2_client(session, region, context.settings,
-                                                         attempts=1, stats=result.stats))
+        clients = Clients(main=client, create=stage.creator.result())
         attached = (attached_data_volume_ids(client, to_snapshot, root_devices)
                     if self.options.consistency == "instance" and not context.dry_run else None)
         creations = self.creations(session, clients, context, result).run(to_snapshot,
