@@ -60,8 +60,8 @@ from molibackup import cli  # noqa: E402
 JOB = "bench"
 LATENCY = 0.05
 ROUNDS = 3  # runs of a figure that moves with the machine's load: the median is reported
-# One pair of region runs moves by a fifth with the load of this shared machine (the target
-# phase of four regions leaves it with little CPU to spare): more pairs for a steady median.
+# One pair of region runs moves between 1.0x and 2.0x with the load of this shared machine
+# (four regions' targets leave its 2 cores little to spare): more pairs for a steady median.
 TARGET_ROUNDS = 7
 
 
