@@ -15,9 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import CliRun, job
-from tests.support.ec2proxy import MUTATING, EC2Proxy
-from tests.support.emulator import free_port
-from tests.support.fleet import Fleet
+from tests.support.ec2proxy import MUTATING, EC2Proxy, Fault
+from tests.support.emulator import Emulator, free_port
+from tests.support.fleet import ROLE, Fleet, ec2_client_as
 from tests.support.pushgateway import Pushgateway, running_pushgateway
 
 Run = Callable[..., CliRun]
@@ -291,6 +291,87 @@ def test_a_ping_that_cannot_be_delivered_is_a_warning(fleet: Fleet, run_config: 
     assert result.status == 0
     assert "ping 'start' not delivered: the server answered HTTP 500" in result.log
     assert "ping 'success' not delivered" in result.log
+
+
+# --- a job over several targets ---------------------------------------------------------------
+
+PROD, STAGING = "111111111111", "222222222222"
+TARGET_REGIONS = ["us-west-2", "eu-west-1"]
+
+
+@pytest.fixture
+def denied_staging(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """A tagged instance in every account and region; assuming the staging role is denied."""
+    for account in (PROD, STAGING):
+        for region in TARGET_REGIONS:
+            Fleet(ec2_client_as(aws_env.url, region, account), aws_env, region,
+                  account).instance({"Backup": "daily"}, {"data": {}})
+    with EC2Proxy(aws_env.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", proxy.url)
+        proxy.state.fault_rules.append(lambda action, params: Fault(
+            403, "AccessDenied", "not authorized") if action == "AssumeRole"
+            and STAGING in params.get("RoleArn", "") else None)
+        yield
+
+
+def fleet_job(**options: Any) -> dict[str, Any]:
+    return {"module": "ebs-snapshot", "aws_regions": TARGET_REGIONS,
+            "instance_tag": "Backup=daily", "exclude_boot_volume": True,
+            "accounts": [{"role_arn": ROLE.format(PROD)}, {"role_arn": ROLE.format(STAGING)}],
+            **options}
+
+
+def test_each_target_pushes_its_outcome_under_its_account_and_region(
+    denied_staging: None, run_config: Any, pushgateway: Pushgateway
+) -> None:
+    result = run_config({"global": {"metrics": {"pushgateway": pushgateway.url}},
+                         "jobs": {"fleet": fleet_job()}})
+    assert result.status == 2, result.log
+    labels = {**GROUP, "molibackup_job": "fleet"}
+    assert pushgateway.value("molibackup_job_success", **labels) == 0
+    assert pushgateway.value("molibackup_job_snapshots", outcome="created", **labels) == 2
+    success = {(dict(key)["account"], dict(key)["region"]): value for key, value
+               in pushgateway.samples("molibackup_target_success").items()}
+    assert success == {(PROD, region): 1 for region in TARGET_REGIONS} | {
+        (STAGING, region): 0 for region in TARGET_REGIONS}
+    for region in TARGET_REGIONS:
+        assert pushgateway.value("molibackup_target_snapshots", account=PROD, region=region,
+                                 outcome="created", **labels) == 1
+        assert pushgateway.value("molibackup_target_snapshots", account=STAGING,
+                                 region=region, outcome="created", **labels) == 0
+
+
+def test_a_job_over_several_targets_pings_once_and_fails_when_one_target_does(
+    denied_staging: None, run_config: Any
+) -> None:
+    server = RecordingServer()
+    with server.running():
+        ping = f"http://127.0.0.1:{server.port}/ping/fleet"
+        result = run_config({"jobs": {"fleet": fleet_job(ping_url=ping)}})
+    assert result.status == 2, result.log
+    start, end = server.requests
+    assert (start.path, end.path) == ("/ping/fleet/start", "/ping/fleet/fail")
+    assert start.query["rid"] == end.query["rid"]
+    assert "job fleet: FAILED: created 2" in end.body
+    for region in TARGET_REGIONS:
+        assert f"[{STAGING}/{region}] could not assume role" in end.body
+        assert f"job fleet [{PROD}/{region}]: ok: created 1" in result.log
+
+
+def test_a_job_over_several_targets_that_all_succeed_pings_success_once(
+    aws_env: Emulator, run_config: Any
+) -> None:
+    for region in TARGET_REGIONS:
+        Fleet(ec2_client_as(aws_env.url, region, PROD), aws_env, region,
+              PROD).instance({"Backup": "daily"}, {"data": {}})
+    server = RecordingServer()
+    with server.running():
+        ping = f"http://127.0.0.1:{server.port}/ping/fleet"
+        result = run_config({"jobs": {"fleet": fleet_job(
+            ping_url=ping, accounts=[{"role_arn": ROLE.format(PROD)}])}})
+    assert result.status == 0, result.log
+    assert [r.path for r in server.requests] == ["/ping/fleet/start", "/ping/fleet"]
+    assert "job fleet: ok: created 2" in server.requests[1].body
 
 
 # --- the coverage check -----------------------------------------------------------------------
