@@ -226,3 +226,49 @@ def test_verify_and_report_cover_every_target(
     verify = molibackup("verify", "--dry-run", "--output", "json", **FLEET)
     assert verify.status == 0, verify.log
     assert len(json.loads(verify.out)["jobs"]) == 6
+
+
+def test_an_organization_that_cannot_be_listed_fails_the_job_before_any_target(
+    fleets: dict[tuple[str, str], Fleet], molibackup: Any, aws_env: Emulator,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EC2Proxy(aws_env.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", proxy.url)
+        proxy.state.fault_rules.append(lambda action, params: Fault(
+            400, "AccessDeniedException", "You don't have permissions to access this resource.")
+            if action == "ListAccounts" else None)
+        result = molibackup(**{**FLEET, "accounts": None,
+                               "organization": {"role_name": "molibackup"}})
+    assert result.status == 2
+    (line,) = [line for line in result.log.splitlines() if "ListAccounts" in line]
+    assert "AccessDeniedException" in line
+    assert "Traceback" not in result.log
+    assert " target(s)" not in result.log
+    assert all(fleet.job_snapshots("fleet") == [] for fleet in fleets.values())
+
+
+def test_snapshots_narrowed_to_an_account_and_a_region(
+    fleets: dict[tuple[str, str], Fleet], molibackup: Any
+) -> None:
+    assert molibackup(**FLEET).status == 0
+    listing = molibackup("snapshots", "--account", STAGING, "--region", "eu-west-1",
+                         "--output", "json", **FLEET)
+    assert listing.status == 0, listing.log
+    (only,) = json.loads(listing.out)["jobs"]
+    assert (only["account"], only["region"]) == (STAGING, "eu-west-1")
+    (snapshot,) = fleets[(STAGING, "eu-west-1")].job_snapshots("fleet")
+    assert [s["snapshot_id"] for v in only["volumes"] for s in v["snapshots"]] == [
+        snapshot["SnapshotId"]]
+
+
+def test_snapshots_of_a_target_no_job_has_is_one_line(
+    fleets: dict[tuple[str, str], Fleet], molibackup: Any
+) -> None:
+    result = molibackup("snapshots", "--region", "eu-central-1", **FLEET)
+    assert result.status == 1
+    assert "no job has a target in region eu-central-1: check --account and --region" in (
+        result.log)
+    assert "Traceback" not in result.log
+    table = molibackup("snapshots", "--account", PROD, "--region", "us-west-2", **FLEET)
+    assert table.status == 0, table.log
+    assert f"job fleet ({PROD}/us-west-2)" in table.out

@@ -19,7 +19,13 @@ from loguru import logger
 
 from molibackup.actions.base import Command, Invocation, Outcome, Status
 from molibackup.actions.options import duration, positive
-from molibackup.actions.targets import claim_name, ebs_jobs, namespace_name, object_name
+from molibackup.actions.targets import (
+    add_target_arguments,
+    claim_name,
+    ebs_jobs,
+    namespace_name,
+    object_name,
+)
 from molibackup.errors import ConfigError, JobError, UsageError
 from molibackup.modules.ebs_snapshot.restoring import RestoreRequest, RestoreResult, restore
 
@@ -65,10 +71,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the newest backup started at or before TIME: ISO 8601 "
                              "(2026-11-30T04:00Z; without offset, in the job's time zone) or "
                              "a duration meaning that long ago (36h, 2d)")
-    parser.add_argument("--account", metavar="ID",
-                        help="of a job over several accounts, the one to restore in")
-    parser.add_argument("--region", metavar="REGION",
-                        help="of a job over several regions, the one to restore in")
+    add_target_arguments(parser, "to restore in")
     parser.add_argument("--from-region", metavar="REGION",
                         help="restore from the job's copy in this copy_to destination")
     parser.add_argument("--availability-zone", metavar="AZ",

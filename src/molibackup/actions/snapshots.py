@@ -16,7 +16,7 @@ from typing import Any
 from loguru import logger
 
 from molibackup.actions.base import Command, Invocation, Outcome
-from molibackup.actions.targets import claim_name, ebs_jobs
+from molibackup.actions.targets import add_target_arguments, claim_name, ebs_targets
 from molibackup.errors import ConfigError, MolibackupError
 from molibackup.modules.ebs_snapshot.listing import JobListing, Narrowing, Row, list_job
 from molibackup.modules.ebs_snapshot.verification import VERIFIED_AT_TAG, VERIFIED_TAG
@@ -28,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--claim", metavar="NAMESPACE/NAME", type=claim_name,
                        help="only the volume of this Kubernetes claim")
     which.add_argument("--instance", metavar="ID", help="only the volumes of this instance")
+    add_target_arguments(parser, "to list")
     parser.add_argument("--copies", action="store_true",
                         help="also each snapshot's copies in the job's copy_to destinations")
     parser.add_argument("--output", choices=["text", "json"], default="text",
@@ -42,7 +43,7 @@ def run(invocation: Invocation) -> Outcome:
     args, now = invocation.args, invocation.clock()
     narrow = narrowing(args)
     listings: list[tuple[JobListing, tzinfo]] = []
-    for prepared, module in ebs_jobs(invocation.jobs):
+    for prepared, target, module in ebs_targets(invocation.jobs, args.account, args.region):
         log = logger.bind(job=prepared.job.name)
         try:
             listing = list_job(module, invocation.config.settings, log, now=now,
@@ -50,9 +51,14 @@ def run(invocation: Invocation) -> Outcome:
         except MolibackupError as exc:  # a JobError, or an AwsError
             listing = JobListing(prepared.job.name, module.options.aws_region,
                                  errors=[str(exc)])
+        listing.account = target.account
         for error in listing.errors:
             log.error(f"job {listing.job}: {error}")
         listings.append((listing, module.options.policy.timezone))
+    if not listings and (args.account is not None or args.region is not None):
+        raise ConfigError([f"{invocation.config.path}: no job has a target in "
+                           f"{where(args.account, args.region)}: check --account and --region"
+                           ", or the --job"])
     if narrow.describe() != "every volume" and not any(
             listing.volumes for listing, _ in listings if not listing.errors) and not any(
             listing.errors for listing, _ in listings):
@@ -64,6 +70,16 @@ def run(invocation: Invocation) -> Outcome:
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return Outcome.of(not any(listing.errors for listing, _ in listings))
+
+
+def where(account: str | None, region: str | None) -> str:
+    return " and ".join(part for part in (account and f"account {account}",
+                                          region and f"region {region}") if part)
+
+
+def place(listing: JobListing) -> str:
+    """The region, after its account in a job over several accounts."""
+    return f"{listing.account}/{listing.region}" if listing.account else listing.region
 
 
 def _time(moment: datetime, zone: tzinfo) -> str:
@@ -84,6 +100,7 @@ def rotation(row: Row) -> dict[str, Any]:
 def as_json(listings: Sequence[tuple[JobListing, tzinfo]], now: datetime) -> str:
     document = {"listed_at": now.isoformat(), "jobs": [{
         "job": listing.job,
+        "account": listing.account,
         "region": listing.region,
         "errors": listing.errors,
         "volumes": [{
@@ -118,13 +135,13 @@ def as_table(listings: Sequence[tuple[JobListing, tzinfo]], with_copies: bool) -
     blocks: list[str] = []
     for listing, zone in listings:
         if listing.errors:
-            blocks.append(f"job {listing.job} ({listing.region}): ERROR: "
+            blocks.append(f"job {listing.job} ({place(listing)}): ERROR: "
                           + "; ".join(listing.errors))
         if not listing.volumes and not listing.errors:
-            blocks.append(f"job {listing.job} ({listing.region}): no volume, no snapshot")
+            blocks.append(f"job {listing.job} ({place(listing)}): no volume, no snapshot")
         for volume in listing.volumes:
             claim = f", claim {volume.claim}" if volume.claim else ""
-            title = (f"job {listing.job} ({listing.region}), volume {volume.volume_id} "
+            title = (f"job {listing.job} ({place(listing)}), volume {volume.volume_id} "
                      f"({volume.name}{claim}): {volume.status}, {len(volume.rows)} snapshot(s)")
             rows = [(row.snapshot.snapshot_id, _time(row.snapshot.start_time, zone),
                      row.snapshot.state, row.snapshot.storage_tier,

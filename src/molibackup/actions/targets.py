@@ -8,6 +8,7 @@ from collections.abc import Iterator, Sequence
 
 from loguru import logger
 
+from molibackup.modules.base import Target
 from molibackup.modules.ebs_snapshot import EbsSnapshot
 from molibackup.runner import PreparedJob
 
@@ -42,8 +43,17 @@ def claim_name(text: str) -> tuple[str, str]:
     return namespace_name(namespace), object_name(name)
 
 
-def ebs_jobs(jobs: Sequence[PreparedJob], account: str | None = None,
-             region: str | None = None) -> Iterator[tuple[PreparedJob, EbsSnapshot]]:
+def add_target_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
+    """--account and --region: one target of a job over several accounts or regions."""
+    parser.add_argument("--account", metavar="ID",
+                        help=f"of a job over several accounts, the one {purpose}")
+    parser.add_argument("--region", metavar="REGION",
+                        help=f"of a job over several regions, the one {purpose}")
+
+
+def ebs_targets(jobs: Sequence[PreparedJob], account: str | None = None,
+                region: str | None = None
+                ) -> Iterator[tuple[PreparedJob, Target, EbsSnapshot]]:
     """The enabled jobs that make EBS snapshots, once per target (account x region),
     narrowed to an account and a region when given."""
     for prepared in jobs:
@@ -58,4 +68,11 @@ def ebs_jobs(jobs: Sequence[PreparedJob], account: str | None = None,
                 continue
             if region is not None and target.region != region:
                 continue
-            yield prepared, prepared.module.for_target(target)
+            yield prepared, target, prepared.module.for_target(target)
+
+
+def ebs_jobs(jobs: Sequence[PreparedJob], account: str | None = None,
+             region: str | None = None) -> Iterator[tuple[PreparedJob, EbsSnapshot]]:
+    """What ebs_targets gives, without the targets."""
+    for prepared, _, module in ebs_targets(jobs, account, region):
+        yield prepared, module

@@ -92,6 +92,7 @@ class VolumeListing:
 class JobListing:
     job: str
     region: str
+    account: str | None = None  # of a job over several accounts; None: the job's own
     volumes: list[VolumeListing] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
 
