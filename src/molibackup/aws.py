@@ -307,9 +307,10 @@ def ec2_client(session: boto3.Session, region: str, settings: GlobalSettings,
                                     stats=stats))
 
 
-# The largest page each Describe call allows: fewer calls, and paginated calls fall into
+# The largest page each listing allows: fewer calls, and paginated EC2 calls fall into
 # EC2's larger throttling bucket.
-PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000}
+PAGE_SIZE = {"describe_instances": 1000, "describe_volumes": 500, "describe_snapshots": 1000,
+             "list_accounts": 20}
 
 
 def paginate(client: Any, operation: str, result_key: str, **kwargs: Any) -> Iterator[Any]:

@@ -272,3 +272,28 @@ def test_snapshots_of_a_target_no_job_has_is_one_line(
     table = molibackup("snapshots", "--account", PROD, "--region", "us-west-2", **FLEET)
     assert table.status == 0, table.log
     assert f"job fleet ({PROD}/us-west-2)" in table.out
+
+
+def test_an_organization_is_read_to_its_last_page_and_only_its_active_accounts_run(
+    aws_env: Emulator, molibackup: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    organizations = boto3.client("organizations", region_name="us-east-1",
+                                 endpoint_url=aws_env.url)
+    organizations.create_organization(FeatureSet="ALL")
+    ids = []
+    for number in range(23):  # 24 accounts with the management one: two pages of 20
+        status = organizations.create_account(Email=f"team{number}@example.com",
+                                              AccountName=f"team-{number:02d}")
+        ids.append(organizations.describe_create_account_status(
+            CreateAccountRequestId=status["CreateAccountStatus"]["Id"]
+        )["CreateAccountStatus"]["AccountId"])
+    organizations.close_account(AccountId=ids[21])
+    with EC2Proxy(aws_env.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_ORGANIZATIONS", proxy.url)
+        listing = molibackup("snapshots", "--output", "json", aws_region="us-west-2",
+                             instance_tag="Backup=daily", allow_empty=True,
+                             organization={"role_name": "molibackup", "accounts": ["team-*"]})
+    assert listing.status == 0, listing.log
+    assert proxy.calls["ListAccounts"] == 2
+    listed = [job["account"] for job in json.loads(listing.out)["jobs"]]
+    assert listed == sorted(set(ids) - {ids[21]})
