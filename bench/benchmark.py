@@ -17,8 +17,8 @@ shared and noisy, so absolute seconds mean little):
    snapshotted with `hooks.freeze`, every EC2 and SSM call delayed by 50 ms;
 7. targets: one job over 4 regions vs the same job over 1, at the same latency (targets run
    concurrently), calls per target, two shards run one after the other vs the whole, the
-   same fleet in 2 accounts through STS, and the CPU time of the molibackup process (and of
-   the emulator's) per API call.
+   same fleet in 2 accounts through STS, the CPU time of the molibackup process and its
+   targets' processes (and of the emulator's) per API call, and their peak memory.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
                               [--only SECTION ...]
@@ -447,6 +447,31 @@ def run_process(proxy: EC2Proxy, config: Path, *args: str) -> ProcessRun:
                       cpu_seconds(resource.RUSAGE_SELF) - host, proxy.state.peak_in_flight)
 
 
+def tree_pss_mb(proxy: EC2Proxy, config: Path) -> float:
+    """The peak proportional set size of a `molibackup` run and its targets' processes (pages
+    they share counted once), sampled every 20 ms: what a pod's memory limit must hold."""
+    process = subprocess.Popen([str(Path(sys.executable).parent / "molibackup"), "-c",
+                                str(config)], stderr=subprocess.DEVNULL,
+                               env={**os.environ, "AWS_ENDPOINT_URL_EC2": proxy.url})
+    peak = 0
+    while process.poll() is None:
+        total = 0
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and (int(entry.name) == process.pid or int(
+                        (entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                        == process.pid):
+                    total += next(int(line.split()[1]) for line in
+                                  (entry / "smaps_rollup").read_text().splitlines()
+                                  if line.startswith("Pss:"))
+            except (OSError, StopIteration, ValueError):
+                continue
+        peak = max(peak, total)
+        time.sleep(0.02)
+    assert process.returncode == 0, f"{config} failed"
+    return peak / 1024
+
+
 class RegionEmulators:
     """An emulator process per region, as each region is a server of its own: one emulator
     for all would make every region's answers wait for one interpreter lock."""
@@ -517,6 +542,10 @@ def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
             shard = run_process(proxy, config, "--shard", f"{index}/2").outcome
             assert not shard.failed, f"shard {index}/2 failed"
             shard_calls += shard.calls
+        memory = {}
+        for count in (1, regions):
+            build_targets(emulator, TARGET_REGIONS[:count], instances)
+            memory[count] = tree_pss_mb(proxy, targets_config(workdir, TARGET_REGIONS[:count]))
         build_targets(emulator, TARGET_REGIONS, instances, list(TARGET_ACCOUNTS))
         accounts = run_process(proxy, targets_config(workdir, TARGET_REGIONS,
                                                      TARGET_ACCOUNTS)).outcome
@@ -548,10 +577,14 @@ def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
         f"  molibackup's own CPU: {four.cpu:.2f} s for {calls} calls, "
         f"{four.cpu / calls * 1000:.1f} ms per call (start-up included; 1 region: "
         f"{one.cpu / one.outcome.calls * 1000:.1f} ms)",
-        # Targets share one interpreter lock: their CPU does not overlap, their waits do.
+        # Each target is a process of its own: their CPU overlaps (on as many cores as there
+        # are), and so do their waits.
         f"  {regions - 1} more regions added {four.outcome.seconds - one.outcome.seconds:.2f} s "
         f"of wall time and {four.cpu - one.cpu:.2f} s of molibackup's CPU "
         f"({(four.cpu - one.cpu) / (regions - 1) * 1000:.0f} ms per target)",
+        f"  memory (peak PSS of the runner and its targets' processes): 1 region "
+        f"{memory[1]:.0f} MB, {regions} regions {memory[regions]:.0f} MB "
+        f"({(memory[regions] - memory[1]) / (regions - 1):.0f} MB per target more)",
     ]
 
 

@@ -13,7 +13,7 @@ import os
 import random
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
@@ -216,6 +216,13 @@ class CallStats:
         self.throttled = 0
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, int]:  # a target's, sent back from its process
+        return {"calls": self.calls, "throttled": self.throttled}
+
+    def __setstate__(self, state: dict[str, int]) -> None:
+        self.__init__()  # type: ignore[misc]
+        self.calls, self.throttled = state["calls"], state["throttled"]
+
     def absorb(self, other: CallStats) -> None:
         with self._lock:
             self.calls += other.calls
@@ -299,6 +306,18 @@ def _new_client(session: boto3.Session, service: str, region: str, config: BotoC
         raw.can_paginate(next(iter(raw.meta.method_to_api_mapping), ""))
         _PRIMED.add(service)
     return raw
+
+
+def prime(services: Sequence[str], region: str) -> None:
+    """Fill the shared loader's caches with these services' models, paginators and endpoint
+    rules (a client of each, made and dropped; no request is sent)."""
+    session = boto3.Session(botocore_session=new_core_session(), region_name=region)
+    for service in services:
+        if service not in _PRIMED:
+            try:
+                _new_client(session, service, region, BotoConfig())
+            except BOTOCORE_ERRORS:
+                return  # a target meets the same problem and reports it with its own line
 
 
 def ec2_client(session: boto3.Session, region: str, settings: GlobalSettings,

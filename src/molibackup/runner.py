@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
+from molibackup import workers
 from molibackup.awserror import describe_unexpected
 from molibackup.config import Config, JobConfig
 from molibackup.errors import ConfigError, MolibackupError
@@ -129,23 +130,45 @@ def run_targets(module: Module, context: JobContext, result: JobResult,
 
     def one(target: Target) -> tuple[Target, JobResult]:
         own = JobResult(dry_run=result.dry_run)
-        log = context.log.bind(target=target.label)
         if context.stop.is_set():
             own.interrupted = True
             return target, own
-        here = dataclasses.replace(context, log=log)
+        log = context.log.bind(target=target.label)
         try:
-            _run_module(module.for_target(target), here, own, label=f" [{target.label}]")
+            _run_module(module.for_target(target), dataclasses.replace(context, log=log), own,
+                        label=f" [{target.label}]")
         finally:
-            (log.info if own.ok and not own.interrupted else log.error)(
-                f"job {context.job.name} [{target.label}]: {own.status}: {own.summary()}")
+            _target_summary(context, target, own)
         return target, own
+
+    def failed(target: Target, why: str) -> tuple[Target, JobResult]:
+        own = JobResult(dry_run=result.dry_run, errors=[why], interrupted=context.stop.is_set())
+        context.log.bind(target=target.label).error(
+            f"job {context.job.name} [{target.label}] failed: {why}")
+        _target_summary(context, target, own)
+        return target, own
+
+    def not_started(target: Target) -> tuple[Target, JobResult]:
+        return target, JobResult(dry_run=result.dry_run, interrupted=True)
 
     context.log.info(f"job {context.job.name}: {len(targets)} target(s), "
                      f"{min(concurrency, len(targets))} at a time")
+    if workers.available() and concurrency > 1:
+        module.warm_up()  # once here, not in every target's process
+        for target, own in workers.run_each(targets, one, concurrency=concurrency,
+                                            stop=context.stop, failed=failed,
+                                            not_started=not_started):
+            result.absorb(target, own)
+        return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="target") as pool:
         for target, own in pool.map(one, targets):
             result.absorb(target, own)
+
+
+def _target_summary(context: JobContext, target: Target, own: JobResult) -> None:
+    log = context.log.bind(target=target.label)
+    (log.info if own.ok and not own.interrupted else log.error)(
+        f"job {context.job.name} [{target.label}]: {own.status}: {own.summary()}")
 
 
 def _run_module(module: Module, context: JobContext, result: JobResult, label: str = ""

@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import job
 from tests.container.conftest import ROOT, make, run
-from tests.support.fleet import Fleet
+from tests.support.fleet import Fleet, ec2_client_as
 
 pytestmark = pytest.mark.container
 
@@ -72,6 +72,30 @@ def test_it_runs_a_real_job_read_only_against_the_emulator(
     new = fleet.job_snapshots("web")
     assert sorted(s["VolumeId"] for s in new) == sorted(web.all_volumes)
     assert not expired & fleet.snapshot_ids()
+    assert "container-secret" not in result.stderr
+
+
+def test_a_job_over_several_regions_runs_each_in_a_process_of_its_own_in_the_image(
+    engine: str, image: str, aws_env: Any, write_config: Callable[..., Path]
+) -> None:
+    """The image's Python forks the targets' processes, read-only, as its non-root user."""
+    regions = ["us-east-1", "eu-west-1", "ap-southeast-2"]
+    fleets = {region: Fleet(ec2_client_as(aws_env.url, region), aws_env, region)
+              for region in regions}
+    for found in fleets.values():
+        found.instance({"Backup": "daily"}, {"data": {}})
+    options = {k: v for k, v in job(aws_regions=regions, instance_tag="Backup=daily").items()
+               if k != "aws_region"}
+    config = write_config({"jobs": {"fleet": options}})
+    config.chmod(0o444)
+    result = docker_run(engine, image, "-c", "/config/molibackup.yaml", config=config, env={
+        "AWS_ENDPOINT_URL_EC2": aws_env.url, "AWS_ACCESS_KEY_ID": "AKIDCONTAINER",
+        "AWS_SECRET_ACCESS_KEY": "container-secret", "AWS_EC2_METADATA_DISABLED": "true"})
+    assert result.returncode == 0, result.stderr
+    for region, found in fleets.items():
+        assert len(found.job_snapshots("fleet")) == 2, region
+        assert f"job fleet [own account/{region}]: ok: created 2" in result.stderr
+    assert "Warning" not in result.stderr
     assert "container-secret" not in result.stderr
 
 

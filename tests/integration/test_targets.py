@@ -8,6 +8,11 @@ Organizations lists the accounts it created.
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,8 +21,10 @@ import boto3
 import pytest
 
 from molibackup.modules.base import Target
+from molibackup.modules.ebs_snapshot import EbsSnapshot
 from molibackup.sharding import Shard, assign
 from tests.conftest import CliRun, job
+from tests.support.cli import executable
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.emulator import Emulator
 from tests.support.fleet import ROLE, Fleet, ec2_client_as
@@ -297,3 +304,130 @@ def test_an_organization_is_read_to_its_last_page_and_only_its_active_accounts_r
     assert proxy.calls["ListAccounts"] == 2
     listed = [job["account"] for job in json.loads(listing.out)["jobs"]]
     assert listed == sorted(set(ids) - {ids[21]})
+
+
+# --- each target in a process of its own ---------------------------------------------------
+
+
+def fleet_config(write_config: Callable[..., Path], **options: Any) -> Path:
+    return write_config({"jobs": {"fleet": {
+        "module": "ebs-snapshot", **{k: v for k, v in FLEET.items() if v is not None},
+        **options}}})
+
+
+def processes_running(config: Path) -> list[int]:
+    """The processes (a runner, its targets' children) started with this config file."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                command = (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if str(config).encode() in command:
+                found.append(int(entry.name))
+    return found
+
+
+def test_a_target_whose_process_ends_without_a_result_fails_alone(
+    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A target's process that dies (killed, out of memory) fails that target; the others
+    finish and are counted."""
+    run = EbsSnapshot.run
+
+    def dies_in_eu_west_1(self: EbsSnapshot, context: Any, result: Any) -> None:
+        if self.options.aws_region == "eu-west-1":
+            os._exit(9)
+        run(self, context, result)
+
+    monkeypatch.setattr(EbsSnapshot, "run", dies_in_eu_west_1)
+    result = run_cli("-c", str(fleet_config(write_config)))
+    assert result.status == 2, result.log
+    for account in (PROD, STAGING):
+        assert (f"job fleet [{account}/eu-west-1] failed: its process ended without a result "
+                "(exit status 9)") in result.log
+        assert fleets[(account, "eu-west-1")].job_snapshots("fleet") == []
+        for region in ("us-west-2", "ap-southeast-2"):
+            assert len(fleets[(account, region)].job_snapshots("fleet")) == 1
+    assert "job fleet: FAILED: created 4" in result.log
+
+
+def test_every_target_s_log_lines_reach_the_log_as_json(
+    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run
+) -> None:
+    result = run_cli("-c", str(fleet_config(write_config)), "--log-format", "json")
+    assert result.status == 0, result.log
+    lines = [json.loads(line) for line in result.log.splitlines()]
+    summaries = {line["target"]: line["message"] for line in lines
+                 if line.get("target") and line["message"].startswith("job fleet [")}
+    assert summaries == {f"{account}/{region}": f"job fleet [{account}/{region}]: ok: created 1, "
+                         "deleted 0, kept 1, skipped 0, failed 0"
+                         for account in (PROD, STAGING) for region in REGIONS}
+
+
+def held_creates(proxy: EC2Proxy) -> tuple[threading.Event, threading.Event]:
+    """(a CreateSnapshot has arrived, let the CreateSnapshots held go on)."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(action: str, _: dict[str, str]) -> Fault | None:
+        if action == "CreateSnapshot":
+            arrived.set()
+            release.wait(timeout=60)
+        return None
+
+    proxy.state.fault_rules.append(hold)
+    return arrived, release
+
+
+def test_sigterm_stops_every_target_and_leaves_no_process_behind(
+    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path],
+    aws_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prod_west = fleets[(PROD, "us-west-2")]
+    volume = prod_west.client.describe_volumes(Filters=[
+        {"Name": "tag:Name", "Values": ["data"]}])["Volumes"][0]["VolumeId"]
+    expired = prod_west.job_snapshot(volume, "fleet", 60)
+    config = fleet_config(write_config, retention=7)
+    with EC2Proxy(aws_env.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", proxy.url)
+        arrived, release = held_creates(proxy)
+        process = subprocess.Popen([executable(), "-c", str(config)], stdout=subprocess.PIPE,
+                                   stderr=subprocess.PIPE, text=True)
+        try:
+            assert arrived.wait(timeout=60), "a snapshot was asked for"
+            process.send_signal(signal.SIGTERM)
+            time.sleep(0.5)
+        finally:
+            release.set()
+        _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143, stderr
+    assert stderr.count("received SIGTERM") == 1, stderr
+    assert "rotation not started, nothing deleted" in stderr
+    assert "job fleet: INTERRUPTED" in stderr
+    assert expired in prod_west.snapshot_ids()
+    assert processes_running(config) == []
+
+
+def test_the_targets_processes_die_with_their_runner(
+    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path],
+    aws_env: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = fleet_config(write_config)
+    with EC2Proxy(aws_env.url) as proxy:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", proxy.url)
+        arrived, release = held_creates(proxy)
+        process = subprocess.Popen([executable(), "-c", str(config)],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            assert arrived.wait(timeout=60), "a snapshot was asked for"
+            assert len(processes_running(config)) > 1, "the targets run in processes"
+            process.kill()
+            process.wait(timeout=10)
+            deadline = time.monotonic() + 10
+            while processes_running(config) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert processes_running(config) == []
+        finally:
+            release.set()

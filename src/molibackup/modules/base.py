@@ -145,6 +145,11 @@ class Module(Protocol):
         """The job as it runs in one target: its own session and region."""
         ...
 
+    def warm_up(self) -> None:
+        """Load what every target needs (service models) once, before the targets' processes
+        are forked from this one."""
+        ...
+
     def run(self, context: JobContext, result: JobResult) -> None:
         """Do the job, counting into `result`. Raise JobError for a failure that stops it."""
         ...

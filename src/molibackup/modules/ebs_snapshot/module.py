@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 import boto3
 
 from molibackup import imds, retention
-from molibackup.aws import caller_account, ec2_client, open_session
+from molibackup.aws import caller_account, ec2_client, open_session, prime
 from molibackup.aws import client as aws_client
 from molibackup.awserror import AwsError
 from molibackup.config import GlobalSettings, JobConfig
@@ -105,6 +105,12 @@ class EbsSnapshot:
         return type(self)(self.job, dataclasses.replace(
             self.options, aws_region=target.region, regions=(target.region,),
             credentials=credentials))
+
+    def warm_up(self) -> None:
+        services = ["ec2", "sts"]  # sts: assumed roles, and the account copies come from
+        if self.options.hooks is not None:
+            services.append("ssm")
+        prime(services, self.options.aws_region)
 
     # --- the run ------------------------------------------------------------------------
 
