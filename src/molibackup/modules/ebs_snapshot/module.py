@@ -107,7 +107,7 @@ class EbsSnapshot:
             credentials=credentials))
 
     def warm_up(self) -> None:
-        services = ["ec2", "sts"]  # sts: assumed roles, and the account copies come from
+        services = ["ec2", "sts"]  # sts: roles to assume, and the account copies come from
         if self.options.hooks is not None:
             services.append("ssm")
         prime(services, self.options.aws_region)
