@@ -18,7 +18,7 @@ shared and noisy, so absolute seconds mean little):
 7. targets: one job over 4 regions vs the same job over 1, at the same latency (targets run
    concurrently), calls per target, two shards run one after the other vs the whole, the
    same fleet in 2 accounts through STS, the CPU time of the molibackup process and its
-   targets' processes (and of the emulator's) per API call, and their peak memory.
+   targets' worker processes (and of the emulator's) per API call, and their peak memory.
 
     python bench/benchmark.py [--volumes 120] [--snapshots 100000] [--skip-memory]
                               [--only SECTION ...]
@@ -55,7 +55,7 @@ from tests.support.emulator import Emulator, index_tag_lookups  # noqa: E402
 from tests.support.fleet import REGION, ROLE, Fleet, ec2_client_as  # noqa: E402
 from tests.support.images import image  # noqa: E402
 
-from molibackup import cli  # noqa: E402
+from molibackup import cli, workers  # noqa: E402
 
 JOB = "bench"
 LATENCY = 0.05
@@ -448,7 +448,7 @@ def run_process(proxy: EC2Proxy, config: Path, *args: str) -> ProcessRun:
 
 
 def tree_pss_mb(proxy: EC2Proxy, config: Path) -> float:
-    """The peak proportional set size of a `molibackup` run and its targets' processes (pages
+    """The peak proportional set size of a `molibackup` run and its worker processes (pages
     they share counted once), sampled every 20 ms: what a pod's memory limit must hold."""
     process = subprocess.Popen([str(Path(sys.executable).parent / "molibackup"), "-c",
                                 str(config)], stderr=subprocess.DEVNULL,
@@ -577,14 +577,15 @@ def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
         f"  molibackup's own CPU: {four.cpu:.2f} s for {calls} calls, "
         f"{four.cpu / calls * 1000:.1f} ms per call (start-up included; 1 region: "
         f"{one.cpu / one.outcome.calls * 1000:.1f} ms)",
-        # Each target is a process of its own: their CPU overlaps (on as many cores as there
-        # are), and so do their waits.
+        # The targets run in a worker process per core: their CPU overlaps (on as many cores
+        # as there are), and so do their waits.
         f"  {regions - 1} more regions added {four.outcome.seconds - one.outcome.seconds:.2f} s "
         f"of wall time and {four.cpu - one.cpu:.2f} s of molibackup's CPU "
         f"({(four.cpu - one.cpu) / (regions - 1) * 1000:.0f} ms per target)",
-        f"  memory (peak PSS of the runner and its targets' processes): 1 region "
+        f"  memory (peak PSS of the runner and its workers): 1 region "
         f"{memory[1]:.0f} MB, {regions} regions {memory[regions]:.0f} MB "
-        f"({(memory[regions] - memory[1]) / (regions - 1):.0f} MB per target more)",
+        f"({(memory[regions] - memory[1]) / (regions - 1):.0f} MB per target more, in "
+        f"{min(regions, workers.usable_cpus())} workers)",
     ]
 
 

@@ -151,13 +151,15 @@ def run_targets(module: Module, context: JobContext, result: JobResult,
     def not_started(target: Target) -> tuple[Target, JobResult]:
         return target, JobResult(dry_run=result.dry_run, interrupted=True)
 
-    context.log.info(f"job {context.job.name}: {len(targets)} target(s), "
-                     f"{min(concurrency, len(targets))} at a time")
-    if workers.available() and concurrency > 1:
-        module.warm_up()  # once here, not in every target's process
+    at_once = min(concurrency, len(targets))
+    processes = min(workers.usable_cpus(), at_once) if workers.available() else 1
+    context.log.info(f"job {context.job.name}: {len(targets)} target(s), {at_once} at a time"
+                     + (f" in {processes} processes" if processes > 1 else ""))
+    if processes > 1:
+        module.warm_up()  # once here, not in every worker
         for target, own in workers.run_each(targets, one, concurrency=concurrency,
-                                            stop=context.stop, failed=failed,
-                                            not_started=not_started):
+                                            processes=processes, stop=context.stop,
+                                            failed=failed, not_started=not_started):
             result.absorb(target, own)
         return
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="target") as pool:

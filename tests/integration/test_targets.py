@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import pytest
 
+from molibackup import workers
 from molibackup.modules.base import Target
 from molibackup.modules.ebs_snapshot import EbsSnapshot
 from molibackup.sharding import Shard, assign
@@ -309,8 +310,9 @@ def test_an_organization_is_read_to_its_last_page_and_only_its_active_accounts_r
 # --- each target in a process of its own ---------------------------------------------------
 
 
-def fleet_config(write_config: Callable[..., Path], **options: Any) -> Path:
-    return write_config({"jobs": {"fleet": {
+def fleet_config(write_config: Callable[..., Path], settings: dict[str, Any] | None = None,
+                 **options: Any) -> Path:
+    return write_config({**({"global": settings} if settings else {}), "jobs": {"fleet": {
         "module": "ebs-snapshot", **{k: v for k, v in FLEET.items() if v is not None},
         **options}}})
 
@@ -333,8 +335,10 @@ def test_a_target_whose_process_ends_without_a_result_fails_alone(
     fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A target's process that dies (killed, out of memory) fails that target; the others
-    finish and are counted."""
+    """A target's process that dies (killed, out of memory) fails the targets it was running:
+    with as many processes as targets at a time (2 here, as CPUs allow), only itself. The
+    targets not yet started run in another process; they finish and are counted."""
+    assert workers.usable_cpus() >= 2, "a process per target needs two CPUs"
     run = EbsSnapshot.run
 
     def dies_in_eu_west_1(self: EbsSnapshot, context: Any, result: Any) -> None:
@@ -343,7 +347,7 @@ def test_a_target_whose_process_ends_without_a_result_fails_alone(
         run(self, context, result)
 
     monkeypatch.setattr(EbsSnapshot, "run", dies_in_eu_west_1)
-    result = run_cli("-c", str(fleet_config(write_config)))
+    result = run_cli("-c", str(fleet_config(write_config, {"target_concurrency": 2})))
     assert result.status == 2, result.log
     for account in (PROD, STAGING):
         assert (f"job fleet [{account}/eu-west-1] failed: its process ended without a result "
@@ -365,6 +369,25 @@ def test_every_target_s_log_lines_reach_the_log_as_json(
     assert summaries == {f"{account}/{region}": f"job fleet [{account}/{region}]: ok: created 1, "
                          "deleted 0, kept 1, skipped 0, failed 0"
                          for account in (PROD, STAGING) for region in REGIONS}
+
+
+@pytest.mark.parametrize("case", [
+    (1, "job fleet: 6 target(s), 4 at a time\n"),  # one CPU: threads of the runner itself
+    (2, "job fleet: 6 target(s), 4 at a time in 2 processes"),
+    (8, "job fleet: 6 target(s), 4 at a time in 4 processes"),  # never more than at a time
+])
+def test_the_targets_run_in_a_worker_per_usable_cpu(
+    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run,
+    monkeypatch: pytest.MonkeyPatch, case: tuple[int, str]
+) -> None:
+    cpus, workers_line = case
+    monkeypatch.setattr(workers, "usable_cpus", lambda: cpus)
+    result = run_cli("-c", str(fleet_config(write_config)))
+    assert result.status == 0, result.log
+    assert workers_line in result.log + "\n"
+    for fleet in fleets.values():
+        assert len(fleet.job_snapshots("fleet")) == 1
+    assert "job fleet: ok: created 6" in result.log
 
 
 def held_creates(proxy: EC2Proxy) -> tuple[threading.Event, threading.Event]:
