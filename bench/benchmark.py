@@ -55,7 +55,7 @@ from tests.support.emulator import Emulator, index_tag_lookups  # noqa: E402
 from tests.support.fleet import REGION, ROLE, Fleet, ec2_client_as  # noqa: E402
 from tests.support.images import image  # noqa: E402
 
-from molibackup import cli, workers  # noqa: E402
+from molibackup import cli  # noqa: E402
 
 JOB = "bench"
 LATENCY = 0.05
@@ -577,15 +577,13 @@ def targets(emulator: Emulator, instances: int, workdir: Path) -> list[str]:
         f"  molibackup's own CPU: {four.cpu:.2f} s for {calls} calls, "
         f"{four.cpu / calls * 1000:.1f} ms per call (start-up included; 1 region: "
         f"{one.cpu / one.outcome.calls * 1000:.1f} ms)",
-        # The targets run in a worker process per core: their CPU overlaps (on as many cores
-        # as there are), and so do their waits.
+        # The targets run in threads: their waits overlap, their CPU takes turns.
         f"  {regions - 1} more regions added {four.outcome.seconds - one.outcome.seconds:.2f} s "
         f"of wall time and {four.cpu - one.cpu:.2f} s of molibackup's CPU "
         f"({(four.cpu - one.cpu) / (regions - 1) * 1000:.0f} ms per target)",
-        f"  memory (peak PSS of the runner and its workers): 1 region "
+        f"  memory (peak PSS of the runner): 1 region "
         f"{memory[1]:.0f} MB, {regions} regions {memory[regions]:.0f} MB "
-        f"({(memory[regions] - memory[1]) / (regions - 1):.0f} MB per target more, in "
-        f"{min(regions, workers.usable_cpus())} workers)",
+        f"({(memory[regions] - memory[1]) / (regions - 1):.0f} MB per target more)",
     ]
 
 

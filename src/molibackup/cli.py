@@ -13,8 +13,9 @@ from typing import NoReturn
 
 from loguru import logger
 
-from molibackup import __version__, config, log, runner, sensitive
+from molibackup import __version__, config, log, runner
 from molibackup.actions import ACTIONS, DEFAULT, Invocation, Outcome, Status
+from molibackup.config import sensitive
 from molibackup.errors import ConfigError, MolibackupError, UsageError
 from molibackup.interrupt import Interruption
 
@@ -137,11 +138,11 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
         report_problems(exc, "configuration invalid" if args.validate
                         else "configuration invalid: nothing was run")
         return EXIT_CONFIG
-    for warning in (line for prepared in jobs for line in prepared.module.warnings()):
+    for warning in (line for job in jobs for line in job.warnings()):
         logger.warning(warning)
     if args.validate:
         logger.info(f"configuration valid: {len(jobs)} job(s): "
-                    f"{', '.join(j.job.name for j in jobs)}")
+                    f"{', '.join(job.name for job in jobs)}")
         return EXIT_OK
     action = ACTIONS[args.command or DEFAULT]
     try:

@@ -162,18 +162,9 @@ def _route_sdk_logs(enabled: bool) -> None:
             sdk_logger.propagate = True
 
 
-_configured = {"level": LEVELS["info"]}
-
-
-def configured_level() -> str:
-    """The level of the handler `configure` made (a target's process forwards from it)."""
-    return _configured["level"]
-
-
 def configure(level: str = "info", fmt: str = "text", stream: TextIO | None = None) -> None:
     """(Re)configure the single stderr handler."""
     stream = sys.stderr if stream is None else stream
-    _configured["level"] = LEVELS[level]
     logger.remove()
     logger.configure(patcher=_patch, extra={"job": None})
     _route_sdk_logs(level == "debug")

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from molibackup import workers
-from molibackup.awserror import describe_unexpected
-from molibackup.config import Config, JobConfig
+from molibackup.aws.errors import describe_unexpected
+from molibackup.config import Config
+from molibackup.ebs.backup.pipeline import Backup
+from molibackup.ebs.job import EbsJob, JobContext
 from molibackup.errors import ConfigError, MolibackupError
 from molibackup.interrupt import Interruption
-from molibackup.modules import REGISTRY
-from molibackup.modules.base import JobContext, JobResult, Module, Target
+from molibackup.jobs import JobResult, Target
 from molibackup.observe import Finished, JobRun, Reporter
 from molibackup.observe.metrics import MetricsReporter
 from molibackup.observe.pings import PingReporter
@@ -33,12 +33,6 @@ Clock = Callable[[], datetime]
 
 
 @dataclass(frozen=True)
-class PreparedJob:
-    job: JobConfig
-    module: Module
-
-
-@dataclass(frozen=True)
 class JobOutcome:
     name: str
     result: JobResult
@@ -48,19 +42,19 @@ class JobOutcome:
         return self.result.ok
 
 
-def prepare(config: Config, selected: Sequence[str] = ()) -> list[PreparedJob]:
+def prepare(config: Config, selected: Sequence[str] = ()) -> list[EbsJob]:
     """The jobs to run, their module options parsed; every problem raised at once."""
     problems: list[str] = []
     for name in selected:
         if config.job(name) is None:
             known = ", ".join(job.name for job in config.jobs)
             problems.append(f"{config.path}: no job named {name!r} (jobs in this file: {known})")
-    prepared = []
+    prepared: list[EbsJob] = []
     for job in config.jobs:
         if selected and job.name not in selected:
             continue
         try:
-            prepared.append(PreparedJob(job, REGISTRY[job.module].from_config(job)))
+            prepared.append(EbsJob.from_config(job))
         except ConfigError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -73,7 +67,7 @@ def utc_now() -> datetime:
 
 
 def run_job(
-    prepared: PreparedJob,
+    job: EbsJob,
     config: Config,
     clock: Clock,
     *,
@@ -84,19 +78,19 @@ def run_job(
     shard: Shard | None = None,
 ) -> JobResult:
     """Run one job in each of its targets (all of them, or those given)."""
-    job = prepared.job
     log = logger.bind(job=job.name)
-    log.info(f"job {job.name}: starting ({job.module}{', dry run' if result.dry_run else ''})")
+    log.info(f"job {job.name}: starting ({job.config.module}"
+             f"{', dry run' if result.dry_run else ''})")
     context = JobContext(job=job, settings=config.settings, now=clock(), dry_run=result.dry_run,
                          run_id=str(uuid.uuid4()), log=log, stop=stop)
-    run = JobRun(job, context.run_id, context.now, str(shard) if shard else None)
+    run = JobRun(job.config, context.run_id, context.now, str(shard) if shard else None)
     if result.dry_run and reporters:
         log.info("dry run: no metrics pushed or written, no ping sent")
         reporters = ()
     for reporter in reporters:
         _report(log, reporter.job_started, run)
     started = time.monotonic()
-    run_targets(prepared.module, context, result, targets, config.settings.target_concurrency)
+    run_targets(context, result, targets, config.settings.target_concurrency)
     finished = Finished(result, time.monotonic() - started, result.stats.calls,
                         result.stats.throttled)
     for reporter in reporters:
@@ -112,58 +106,45 @@ def _report(log: Logger, call: Callable[..., None], *args: Any) -> None:
         log.warning(f"reporting failed: {type(exc).__name__}: {str(exc)[:200]}")
 
 
-def run_targets(module: Module, context: JobContext, result: JobResult,
-                targets: Sequence[Target] | None, concurrency: int) -> None:
-    """The job in each target, concurrently; one that fails fails alone. A job of one target
-    in its own account runs as it always has."""
+def run_targets(context: JobContext, result: JobResult, targets: Sequence[Target] | None,
+                concurrency: int) -> None:
+    """The job in each target, on a pool of threads; one that fails fails alone, and once
+    the stop flag is set no target starts. A job of one target in its own account runs as
+    it always has, in the calling thread.
+
+    Threads, not processes: a target spends its time waiting on AWS, and the benchmark
+    measured worker processes (forked after start-up) at no better than threads on the
+    targets' wall time, for more memory and a fork that is only safe single-threaded."""
+    job = context.job
     if targets is None:
         try:
-            targets = module.targets()
+            targets = job.targets()
         except MolibackupError as exc:
             message = str(exc)
-            context.log.error(f"job {context.job.name} failed: {message}")
+            context.log.error(f"job {job.name} failed: {message}")
             result.errors.append(message)
             return
-    if len(targets) == 1 and module.for_target(targets[0]) is module:
-        _run_module(module, context, result)
+    if len(targets) == 1 and job.for_target(targets[0]) is job:
+        _run_backup(context, result)
         return
 
-    def one(target: Target) -> tuple[Target, JobResult]:
+    def one(target: Target) -> JobResult:
         own = JobResult(dry_run=result.dry_run)
         if context.stop.is_set():
             own.interrupted = True
-            return target, own
+            return own
         log = context.log.bind(target=target.label)
         try:
-            _run_module(module.for_target(target), dataclasses.replace(context, log=log), own,
+            _run_backup(dataclasses.replace(context, job=job.for_target(target), log=log), own,
                         label=f" [{target.label}]")
         finally:
             _target_summary(context, target, own)
-        return target, own
-
-    def failed(target: Target, why: str) -> tuple[Target, JobResult]:
-        own = JobResult(dry_run=result.dry_run, errors=[why], interrupted=context.stop.is_set())
-        context.log.bind(target=target.label).error(
-            f"job {context.job.name} [{target.label}] failed: {why}")
-        _target_summary(context, target, own)
-        return target, own
-
-    def not_started(target: Target) -> tuple[Target, JobResult]:
-        return target, JobResult(dry_run=result.dry_run, interrupted=True)
+        return own
 
     at_once = min(concurrency, len(targets))
-    processes = min(workers.usable_cpus(), at_once) if workers.available() else 1
-    context.log.info(f"job {context.job.name}: {len(targets)} target(s), {at_once} at a time"
-                     + (f" in {processes} processes" if processes > 1 else ""))
-    if processes > 1:
-        module.warm_up()  # once here, not in every worker
-        for target, own in workers.run_each(targets, one, concurrency=concurrency,
-                                            processes=processes, stop=context.stop,
-                                            failed=failed, not_started=not_started):
-            result.absorb(target, own)
-        return
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="target") as pool:
-        for target, own in pool.map(one, targets):
+    context.log.info(f"job {job.name}: {len(targets)} target(s), {at_once} at a time")
+    with ThreadPoolExecutor(max_workers=at_once, thread_name_prefix="target") as pool:
+        for target, own in zip(targets, pool.map(one, targets), strict=True):
             result.absorb(target, own)
 
 
@@ -173,10 +154,9 @@ def _target_summary(context: JobContext, target: Target, own: JobResult) -> None
         f"job {context.job.name} [{target.label}]: {own.status}: {own.summary()}")
 
 
-def _run_module(module: Module, context: JobContext, result: JobResult, label: str = ""
-                ) -> None:
+def _run_backup(context: JobContext, result: JobResult, label: str = "") -> None:
     try:
-        module.run(context, result)
+        Backup(context.job).run(context, result)
         result.interrupted = result.interrupted or context.stop.is_set()
         return
     except MolibackupError as exc:  # a JobError, or an AwsError that stopped the job
@@ -203,7 +183,7 @@ def default_reporters(config: Config) -> list[Reporter]:
 
 def run(
     config: Config,
-    jobs: Sequence[PreparedJob],
+    jobs: Sequence[EbsJob],
     *,
     force_dry_run: bool = False,
     clock: Clock = utc_now,
@@ -217,21 +197,21 @@ def run(
     planned = plan_shard(jobs, shard) if shard else {}
     # If calls in flight outlast the grace time, the summary is still written.
     interruption.last_words = lambda: summarise(outcomes, jobs, interruption)
-    for prepared in jobs:
+    for job in jobs:
         if interruption.requested:
             break
-        if not prepared.job.enabled:
-            logger.bind(job=prepared.job.name).info(
-                f"job {prepared.job.name}: disabled (enabled: false), not run")
+        if not job.enabled:
+            logger.bind(job=job.name).info(
+                f"job {job.name}: disabled (enabled: false), not run")
             continue
-        if shard and prepared.job.name not in planned:
+        if shard and job.name not in planned:
             continue
-        result = JobResult(dry_run=force_dry_run or prepared.job.dryrun)
+        result = JobResult(dry_run=force_dry_run or job.config.dryrun)
         # Listed before it runs: an interruption's last summary counts what it has done.
-        outcomes.append(JobOutcome(prepared.job.name, result))
-        outcomes[-1] = JobOutcome(prepared.job.name, run_job(
-            prepared, config, clock, result=result, stop=interruption.stop,
-            reporters=reporters, targets=planned.get(prepared.job.name), shard=shard))
+        outcomes.append(JobOutcome(job.name, result))
+        outcomes[-1] = JobOutcome(job.name, run_job(
+            job, config, clock, result=result, stop=interruption.stop,
+            reporters=reporters, targets=planned.get(job.name), shard=shard))
     if shard and not planned:
         logger.info(f"shard {shard}: no target falls to this shard; nothing to do")
     interruption.last_words = lambda: None
@@ -239,31 +219,31 @@ def run(
     return outcomes
 
 
-def plan_shard(jobs: Sequence[PreparedJob], shard: Shard) -> dict[str, list[Target] | None]:
+def plan_shard(jobs: Sequence[EbsJob], shard: Shard) -> dict[str, list[Target] | None]:
     """Job name -> the targets this shard runs (None: the job's targets could not be known,
     and this shard reports that); jobs with none here are left out."""
     listed: dict[str, list[Target] | None] = {}
-    for prepared in jobs:
-        if not prepared.job.enabled:
+    for job in jobs:
+        if not job.enabled:
             continue
         try:
-            listed[prepared.job.name] = prepared.module.targets()
+            listed[job.name] = job.targets()
         except MolibackupError:
-            listed[prepared.job.name] = None
-    mine = assign([(job, t) for job, targets in listed.items() for t in targets or []], shard)
+            listed[job.name] = None
+    mine = assign([(name, t) for name, targets in listed.items() for t in targets or []], shard)
     planned: dict[str, list[Target] | None] = {}
-    for position, (job, targets) in enumerate(sorted(listed.items())):
+    for position, (name, targets) in enumerate(sorted(listed.items())):
         if targets is None:
             if position % shard.count == shard.index:
-                planned[job] = None  # run_job lists again, and fails with its one line
+                planned[name] = None  # run_job lists again, and fails with its one line
             continue
-        here = [t for t in targets if key(job, t) in mine]
+        here = [t for t in targets if key(name, t) in mine]
         if here:
-            planned[job] = here
+            planned[name] = here
     return planned
 
 
-def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[PreparedJob],
+def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[EbsJob],
               interruption: Interruption) -> None:
     for outcome in outcomes:
         log = logger.bind(job=outcome.name)
@@ -272,7 +252,7 @@ def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[PreparedJob],
     failed = sum(not outcome.ok for outcome in outcomes)
     if interruption.requested:
         ran = {outcome.name for outcome in outcomes}
-        not_started = [p.job.name for p in jobs if p.job.enabled and p.job.name not in ran]
+        not_started = [j.name for j in jobs if j.enabled and j.name not in ran]
         logger.error(f"run interrupted by {interruption.signal_name}: {len(outcomes)} job(s) "
                      f"started, {len(not_started)} not started"
                      + (f" ({', '.join(not_started)})" if not_started else ""))

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from molibackup.errors import UsageError
-from molibackup.modules.base import Target
+from molibackup.jobs import Target
 
 SHARD = re.compile(r"(\d{1,5})/(\d{1,5})")
 

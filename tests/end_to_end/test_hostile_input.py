@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from molibackup import config, log
+from molibackup.config import loading
 from molibackup.errors import ConfigError
 from tests.conftest import CliRun, job
 from tests.support.cli import executable, molibackup
@@ -355,7 +356,7 @@ def test_an_unreadable_candidate_on_the_search_path_is_one_line(
 ) -> None:
     # As root no permission is ever denied, so the refusal the kernel would give an
     # ordinary user is given here by the path check itself.
-    monkeypatch.setattr(config, "SYSTEM_CONFIG", tmp_path / "etc" / "molibackup.yaml")
+    monkeypatch.setattr(loading, "SYSTEM_CONFIG", tmp_path / "etc" / "molibackup.yaml")
 
     def denied(self: Path) -> bool:
         raise PermissionError(13, "Permission denied", str(self))

@@ -22,7 +22,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from molibackup import validation
+from molibackup.config import validation
 from tests.conftest import CliRun
 from tests.support.fleet import REGION, Fleet
 

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from molibackup import config
+from molibackup.ebs.job import EbsJob
 from molibackup.errors import ConfigError
-from molibackup.modules.ebs_snapshot import EbsSnapshot
 from tests.conftest import CliRun, job
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -38,7 +38,7 @@ def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> Non
     assert only.options["min_keep"] == 1
     assert only.options["allow_empty"] is False
     assert only.options["timezone"] == "UTC"
-    assert EbsSnapshot.from_config(only).options.policy.retention_days == 30
+    assert EbsJob.from_config(only).options.policy.retention_days == 30
 
 
 RETENTION_MUST = ("jobs.myjob01.retention: must be a whole number of days between 1 and 36500 "

@@ -23,11 +23,12 @@ from moto.backends import get_backend
 from moto.ec2.models.elastic_block_store import EBSBackend
 
 from molibackup import retention
-from molibackup.aws import ec2_client
-from molibackup.config import JobConfig, default_settings
-from molibackup.modules.base import JobContext, JobResult
-from molibackup.modules.ebs_snapshot import copier
-from molibackup.modules.ebs_snapshot.options import CopyTarget
+from molibackup.aws.clients import ec2_client
+from molibackup.config import build_config, default_settings
+from molibackup.ebs.backup import copier
+from molibackup.ebs.job import EbsJob, JobContext
+from molibackup.ebs.options import CopyTarget
+from molibackup.jobs import JobResult
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.emulator import ACCOUNT
@@ -257,11 +258,11 @@ def test_an_encrypted_source_the_destination_cannot_use_is_explained_in_words() 
     # The emulator checks no KMS key on CopySnapshot: the refusal real EC2 gives is played
     # by botocore's Stubber, which still checks the request against EC2's service model.
     session = boto3.Session(aws_access_key_id="x", aws_secret_access_key="y")
-    config = JobConfig(name="dr", module="ebs-snapshot", enabled=True, dryrun=False,
-                       source=Path("test.yaml"), options={"aws_region": REGION})
-    context = JobContext(job=config, settings=default_settings(), now=datetime.now(UTC),
-                         dry_run=False, run_id="test", log=logger.bind(job="dr"),
-                         stop=threading.Event())
+    loaded = build_config({"jobs": {"dr": {"module": "ebs-snapshot", "aws_region": REGION}}},
+                          Path("test.yaml"))
+    context = JobContext(job=EbsJob.from_config(loaded.jobs[0]), settings=default_settings(),
+                         now=datetime.now(UTC), dry_run=False, run_id="test",
+                         log=logger.bind(job="dr"), stop=threading.Event())
     source = copier.Source(session, ec2_client(session, REGION, context.settings), REGION,
                            ACCOUNT)
     target = CopyTarget(region=DR_REGION, role_arn=None, external_id=None,

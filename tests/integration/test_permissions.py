@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from molibackup.modules.ebs_snapshot import EbsSnapshot
+from molibackup.ebs.job import EbsJob
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import EC2Proxy
 from tests.support.fleet import Fleet
@@ -50,4 +50,4 @@ def test_the_module_calls_exactly_the_permissions_it_declares(
         called = {("sts" if action in STS_ACTIONS else "ssm" if action in SSM_ACTIONS
                    else "ec2") + f":{action}" for action, _ in proxy.state.requests}
     assert db.instance_id  # the second job snapshotted its instance in one call
-    assert called - UNGATED == EbsSnapshot.permissions
+    assert called - UNGATED == EbsJob.permissions

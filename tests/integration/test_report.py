@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,8 +25,9 @@ from loguru import logger
 from moto.ebs.responses import EBSResponse
 
 from molibackup import config
-from molibackup.aws import GuardedClient
-from molibackup.modules.ebs_snapshot import EbsSnapshot, reporting
+from molibackup.aws.clients import GuardedClient
+from molibackup.ebs.job import EbsJob, JobContext
+from molibackup.ebs.report import reporting
 from tests.conftest import CliRun, job
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.emulator import EC2_BLOCK_SIZE, Emulator
@@ -162,7 +164,7 @@ def test_the_quota_comes_from_service_quotas_when_it_answers(
     # request against the real Service Quotas model.
     fleet.instance({"Backup": "daily"}, {"data": {}})
     loaded = config.build_config({"jobs": {"db": job(**OPTIONS)}}, Path("c.yaml"))
-    module = EbsSnapshot.from_config(loaded.jobs[0])
+    module = EbsJob.from_config(loaded.jobs[0])
     quotas = GuardedClient(boto3.client("service-quotas", region_name=REGION))
     stubber = Stubber(quotas.raw)
     stubber.add_response("get_service_quota", {"Quota": {"Value": 1000.0}},
@@ -171,8 +173,9 @@ def test_the_quota_comes_from_service_quotas_when_it_answers(
     monkeypatch.setattr(reporting, "aws_client", lambda session, service, *a, **k: (
         quotas if service == "service-quotas" else real(session, service, *a, **k)))
     with stubber:
-        report = reporting.Reporter(module, loaded.settings, logger, now=datetime.now(UTC),
-                                    sizes=False)
+        report = reporting.Reporter(JobContext(
+            job=module, settings=loaded.settings, now=datetime.now(UTC), log=logger,
+            stop=threading.Event()), sizes=False)
         result = reporting.JobReport("db", REGION)
         report.quota(result)
     assert result.quota is not None

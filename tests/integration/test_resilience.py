@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from molibackup.modules.ebs_snapshot import snapshotter
+from molibackup.ebs.backup import snapshotter
 from tests.conftest import CliRun, job
 from tests.support.cli import executable
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault, empty_answer, random_faults

@@ -17,18 +17,18 @@ from botocore.stub import Stubber
 from loguru import logger
 
 from molibackup import config
-from molibackup.aws import GuardedClient
-from molibackup.modules.ebs_snapshot import EbsSnapshot
-from molibackup.modules.ebs_snapshot.creation import lock_snapshot
+from molibackup.aws.clients import GuardedClient
+from molibackup.ebs.backup.creation import lock_snapshot
+from molibackup.ebs.job import EbsJob
 from tests.conftest import CliRun, job
 from tests.support.fleet import Fleet
 
 
-def locked_module(**options: Any) -> EbsSnapshot:
+def locked_module(**options: Any) -> EbsJob:
     loaded = config.build_config({"jobs": {"locked": {
         "module": "ebs-snapshot", "aws_region": "us-west-2", "retention": 30, **options}}},
         Path("test.yaml"))
-    return EbsSnapshot.from_config(loaded.jobs[0])
+    return EbsJob.from_config(loaded.jobs[0])
 
 
 def guarded_client() -> Any:

@@ -8,7 +8,6 @@ Organizations lists the accounts it created.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import threading
@@ -20,9 +19,8 @@ from typing import Any
 import boto3
 import pytest
 
-from molibackup import workers
-from molibackup.modules.base import Target
-from molibackup.modules.ebs_snapshot import EbsSnapshot
+from molibackup.ebs.backup.pipeline import Backup
+from molibackup.jobs import Target
 from molibackup.sharding import Shard, assign
 from tests.conftest import CliRun, job
 from tests.support.cli import executable
@@ -331,27 +329,25 @@ def processes_running(config: Path) -> list[int]:
     return found
 
 
-def test_a_target_whose_process_ends_without_a_result_fails_alone(
+def test_a_target_that_breaks_fails_alone(
     fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run,
     monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A target's process that dies (killed, out of memory) fails the targets it was running:
-    with as many processes as targets at a time (2 here, as CPUs allow), only itself. The
-    targets not yet started run in another process; they finish and are counted."""
-    assert workers.usable_cpus() >= 2, "a process per target needs two CPUs"
-    run = EbsSnapshot.run
+    """A target whose run breaks (an unexpected error) fails alone: the targets beside it,
+    and those not yet started, finish and are counted."""
+    run = Backup.run
 
-    def dies_in_eu_west_1(self: EbsSnapshot, context: Any, result: Any) -> None:
+    def breaks_in_eu_west_1(self: Backup, context: Any, result: Any) -> None:
         if self.options.aws_region == "eu-west-1":
-            os._exit(9)
+            raise RuntimeError("the target broke")
         run(self, context, result)
 
-    monkeypatch.setattr(EbsSnapshot, "run", dies_in_eu_west_1)
+    monkeypatch.setattr(Backup, "run", breaks_in_eu_west_1)
     result = run_cli("-c", str(fleet_config(write_config, {"target_concurrency": 2})))
     assert result.status == 2, result.log
     for account in (PROD, STAGING):
-        assert (f"job fleet [{account}/eu-west-1] failed: its process ended without a result "
-                "(exit status 9)") in result.log
+        assert (f"job fleet [{account}/eu-west-1] failed: unexpected error: RuntimeError: "
+                "the target broke") in result.log
         assert fleets[(account, "eu-west-1")].job_snapshots("fleet") == []
         for region in ("us-west-2", "ap-southeast-2"):
             assert len(fleets[(account, region)].job_snapshots("fleet")) == 1
@@ -371,20 +367,12 @@ def test_every_target_s_log_lines_reach_the_log_as_json(
                          for account in (PROD, STAGING) for region in REGIONS}
 
 
-@pytest.mark.parametrize("case", [
-    (1, "job fleet: 6 target(s), 4 at a time\n"),  # one CPU: threads of the runner itself
-    (2, "job fleet: 6 target(s), 4 at a time in 2 processes"),
-    (8, "job fleet: 6 target(s), 4 at a time in 4 processes"),  # never more than at a time
-])
-def test_the_targets_run_in_a_worker_per_usable_cpu(
-    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run,
-    monkeypatch: pytest.MonkeyPatch, case: tuple[int, str]
+def test_the_targets_run_as_many_at_a_time_as_target_concurrency_allows(
+    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path], run_cli: Run
 ) -> None:
-    cpus, workers_line = case
-    monkeypatch.setattr(workers, "usable_cpus", lambda: cpus)
     result = run_cli("-c", str(fleet_config(write_config)))
     assert result.status == 0, result.log
-    assert workers_line in result.log + "\n"
+    assert "job fleet: 6 target(s), 4 at a time\n" in result.log + "\n"
     for fleet in fleets.values():
         assert len(fleet.job_snapshots("fleet")) == 1
     assert "job fleet: ok: created 6" in result.log
@@ -431,26 +419,3 @@ def test_sigterm_stops_every_target_and_leaves_no_process_behind(
     assert "job fleet: INTERRUPTED" in stderr
     assert expired in prod_west.snapshot_ids()
     assert processes_running(config) == []
-
-
-def test_the_targets_processes_die_with_their_runner(
-    fleets: dict[tuple[str, str], Fleet], write_config: Callable[..., Path],
-    aws_env: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    config = fleet_config(write_config)
-    with EC2Proxy(aws_env.url) as proxy:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", proxy.url)
-        arrived, release = held_creates(proxy)
-        process = subprocess.Popen([executable(), "-c", str(config)],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            assert arrived.wait(timeout=60), "a snapshot was asked for"
-            assert len(processes_running(config)) > 1, "the targets run in processes"
-            process.kill()
-            process.wait(timeout=10)
-            deadline = time.monotonic() + 10
-            while processes_running(config) and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert processes_running(config) == []
-        finally:
-            release.set()

@@ -9,8 +9,8 @@ import botocore.exceptions
 import pytest
 from botocore.parsers import ResponseParserError
 
-from molibackup.aws import backoff_delay, retry_settings
-from molibackup.awserror import AwsError, FailureKind
+from molibackup.aws.clients import backoff_delay, retry_settings
+from molibackup.aws.errors import AwsError, FailureKind
 from molibackup.config import GlobalSettings, default_settings
 
 FINAL, MAYBE_DONE, NOT_SENT = FailureKind.FINAL, FailureKind.MAYBE_DONE, FailureKind.NOT_SENT

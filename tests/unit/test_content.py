@@ -7,7 +7,7 @@ import struct
 
 import pytest
 
-from molibackup.modules.ebs_snapshot.content import identify
+from molibackup.ebs.verify.content import identify
 from tests.support.images import image
 
 

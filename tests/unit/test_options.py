@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from molibackup import config
+from molibackup.ebs.options import Options
 from molibackup.errors import ConfigError
-from molibackup.modules.ebs_snapshot.options import Options
 
 
 def options(**raw: Any) -> Options:

@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from molibackup import log, sensitive
+from molibackup import log
+from molibackup.config import sensitive
 
 KEY = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 

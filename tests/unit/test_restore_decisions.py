@@ -9,15 +9,15 @@ from zoneinfo import ZoneInfo
 import kubernetes_validate
 import pytest
 
-from molibackup.modules.ebs_snapshot import choosing
-from molibackup.modules.ebs_snapshot.catalog import SnapshotInfo
-from molibackup.modules.ebs_snapshot.manifests import (
+from molibackup.ebs.catalog import SnapshotInfo
+from molibackup.ebs.restore import choosing
+from molibackup.ebs.restore.manifests import (
     ClaimRestore,
     persistent_volume,
     persistent_volume_claim,
 )
-from molibackup.modules.ebs_snapshot.tagging import VolumeShape
-from molibackup.modules.ebs_snapshot.volumes import VolumeSpec, free_device
+from molibackup.ebs.tags import VolumeShape
+from molibackup.ebs.volumes import VolumeSpec, free_device
 
 NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
 

@@ -4,15 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from molibackup.modules.ebs_snapshot.options import ClaimSelector
-from molibackup.modules.ebs_snapshot.selection import (
-    CLUSTER_TAG_PREFIX,
-    LEGACY_CLUSTER_TAG,
-    PVC_NAME,
-    PVC_NAMESPACE,
-    claim_matches,
-    tags_match,
-)
+from molibackup.ebs.options import ClaimSelector
+from molibackup.ebs.selection import claim_matches, tags_match
+from molibackup.ebs.tags import CLUSTER_TAG_PREFIX, LEGACY_CLUSTER_TAG, PVC_NAME, PVC_NAMESPACE
 
 
 def claim(namespace: str = "payments", name: str = "data-db-0", **extra: str) -> dict[str, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from molibackup.modules.ebs_snapshot.tagging import (
+from molibackup.ebs.tags import (
     CREATED_BY,
     JOB_TAG,
     MAX_TAGS,

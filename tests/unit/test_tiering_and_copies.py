@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from molibackup import retention
-from molibackup.modules.ebs_snapshot.copier import copies_wanted
-from molibackup.modules.ebs_snapshot.tiering import to_archive
+from molibackup.ebs.backup.copier import copies_wanted
+from molibackup.ebs.backup.tiering import to_archive
 
 NOW = datetime(2026, 12, 1, 4, tzinfo=UTC)
 

@@ -8,14 +8,15 @@ from dataclasses import dataclass
 from enum import Enum
 
 from molibackup.config import Config
+from molibackup.ebs.job import EbsJob
 from molibackup.interrupt import Interruption
-from molibackup.runner import Clock, PreparedJob
+from molibackup.runner import Clock
 
 
 @dataclass(frozen=True)
 class Invocation:
     config: Config
-    jobs: Sequence[PreparedJob]  # the jobs asked for (--job), every job without it
+    jobs: Sequence[EbsJob]  # the jobs asked for (--job), every job without it
     args: argparse.Namespace
     clock: Clock
     interruption: Interruption

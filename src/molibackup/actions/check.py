@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TextIO
@@ -20,12 +19,13 @@ from loguru import logger
 
 from molibackup.actions.base import Command, Invocation, Outcome
 from molibackup.actions.options import duration
-from molibackup.config import Config
+from molibackup.actions.targets import job_contexts
 from molibackup.durations import format_duration
+from molibackup.ebs.inventory import coverage
+from molibackup.ebs.job import EbsJob
 from molibackup.errors import MolibackupError
-from molibackup.modules.base import VolumeBackup
+from molibackup.jobs import VolumeBackup
 from molibackup.retention import format_age
-from molibackup.runner import PreparedJob
 
 DEFAULT_MAX_AGE = timedelta(days=2)
 OK, STALE, NONE, UNVERIFIED = "ok", "stale", "none", "unverified"
@@ -66,33 +66,25 @@ def max_age_for(min_interval: timedelta | None, given: timedelta | None) -> time
     return 2 * min_interval if min_interval is not None else DEFAULT_MAX_AGE
 
 
-def check_jobs(config: Config, prepared: Sequence[PreparedJob], max_age: timedelta | None,
+def check_jobs(invocation: Invocation, max_age: timedelta | None,
                verified_within: timedelta | None = None) -> list[JobCoverage]:
     coverages = []
-    for item in prepared:
-        job, module = item.job, item.module
-        if not job.enabled:
-            continue
-        log = logger.bind(job=job.name)
-        limit = max_age_for(module.min_interval, max_age)
+
+    def unknown(job: EbsJob, exc: MolibackupError) -> None:
+        limit = max_age_for(job.min_interval, max_age)
+        coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within))
+
+    for placed in job_contexts(invocation, unknown=unknown):
+        job, log, label = placed.context.job, placed.context.log, placed.label
+        limit = max_age_for(job.min_interval, max_age)
         try:
-            targets = module.targets()
-        except MolibackupError as exc:
-            coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within))
+            volumes = coverage(placed.context)
+        except MolibackupError as exc:  # a JobError, or an AwsError
+            coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within, label))
             continue
-        for target in targets:
-            label = target.label if len(targets) > 1 else None
-            try:
-                volumes = module.for_target(target).coverage(config.settings, log)
-            except MolibackupError as exc:  # a JobError, or an AwsError
-                coverages.append(JobCoverage(job.name, limit, [], str(exc), verified_within,
-                                             label))
-                continue
-            if not volumes:
-                log.warning(f"job {job.name}{f' [{label}]' if label else ''}: selects no "
-                            "volume")
-            coverages.append(JobCoverage(job.name, limit, volumes, None, verified_within,
-                                         label))
+        if not volumes:
+            log.warning(f"job {job.name}{f' [{label}]' if label else ''}: selects no volume")
+        coverages.append(JobCoverage(job.name, limit, volumes, None, verified_within, label))
     return coverages
 
 
@@ -184,7 +176,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(invocation: Invocation) -> Outcome:
     now = invocation.clock()
-    coverages = check_jobs(invocation.config, invocation.jobs, invocation.args.max_age,
+    coverages = check_jobs(invocation, invocation.args.max_age,
                            invocation.args.verified_within)
     return Outcome.of(report(coverages, now, invocation.args.output))
 

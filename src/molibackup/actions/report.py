@@ -19,10 +19,10 @@ from typing import Any
 from loguru import logger
 
 from molibackup.actions.base import Command, Invocation, Outcome
-from molibackup.actions.targets import ebs_jobs
+from molibackup.actions.targets import job_contexts
+from molibackup.ebs.report.reporting import JobReport, VolumeReport, report_job
+from molibackup.ebs.report.sizes import GIB
 from molibackup.errors import MolibackupError
-from molibackup.modules.ebs_snapshot.reporting import JobReport, VolumeReport, report_job
-from molibackup.modules.ebs_snapshot.sizes import GIB
 from molibackup.observe import JobRun
 from molibackup.observe.metrics import ReportRun, publish_report
 
@@ -40,16 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(invocation: Invocation) -> Outcome:
     args, now = invocation.args, invocation.clock()
     reports: list[JobReport] = []
-    for prepared, module in ebs_jobs(invocation.jobs):
-        log = logger.bind(job=prepared.job.name)
+    for placed in job_contexts(invocation):
+        context = placed.context
         try:
-            report = report_job(module, invocation.config.settings, log, now=now,
-                                sizes=args.sizes)
+            report = report_job(context, sizes=args.sizes)
         except MolibackupError as exc:
-            report = JobReport(prepared.job.name, module.options.aws_region,
-                               errors={"job": str(exc)})
+            report = JobReport(context.job.name, context.job.region, errors={"job": str(exc)})
         reports.append(report)
-        publish_report(invocation.config.settings, JobRun(prepared.job, "report", now),
+        publish_report(invocation.config.settings, JobRun(context.job.config, "report", now),
                        metrics_of(report))
     render = {"json": as_json, "csv": as_csv}.get(args.output, as_text)
     sys.stdout.write(render(reports, now))

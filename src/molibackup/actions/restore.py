@@ -15,19 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
 from molibackup.actions.base import Command, Invocation, Outcome, Status
 from molibackup.actions.options import duration, positive
 from molibackup.actions.targets import (
     add_target_arguments,
     claim_name,
-    ebs_jobs,
+    job_contexts,
     namespace_name,
     object_name,
 )
+from molibackup.ebs.restore.restoring import RestoreRequest, RestoreResult, restore
 from molibackup.errors import ConfigError, JobError, UsageError
-from molibackup.modules.ebs_snapshot.restoring import RestoreRequest, RestoreResult, restore
 
 #: What a restore calls (the README's restore policy grants exactly these).
 PERMISSIONS = frozenset({
@@ -161,22 +159,21 @@ def run(invocation: Invocation) -> Outcome:
         raise UsageError("restore needs exactly one --job NAME: the job whose snapshots to "
                          "restore")
     request = request_from(args)
-    jobs = list(ebs_jobs(invocation.jobs, args.account, args.region))
-    if not jobs:
+    contexts = [placed.context for placed in job_contexts(invocation, args.account, args.region)]
+    if not contexts:
         raise ConfigError([f"{invocation.config.path}: job {names[0]} makes no EBS snapshots "
                            "(or is disabled, or has no such --account/--region): nothing to "
                            "restore"])
-    if len(jobs) > 1:
-        raise UsageError(f"job {names[0]} works in {len(jobs)} accounts and regions: say which "
+    if len(contexts) > 1:
+        raise UsageError(f"job {names[0]} works in {len(contexts)} accounts and regions: say which "
                          "with --account and --region")
-    prepared, module = jobs[0]
-    log = logger.bind(job=prepared.job.name)
+    context = contexts[0]
+    log = context.log
     with invocation.interruption.installed():
         try:
-            result = restore(module, invocation.config.settings, log, now=invocation.clock(),
-                             stop=invocation.interruption.stop, request=request)
+            result = restore(context, request)
         except JobError as exc:
-            log.error(f"job {prepared.job.name}: {exc}")
+            log.error(f"job {context.job.name}: {exc}")
             return Outcome(Status.FAILED)
     if result.manifest is not None and request.manifest and not request.dry_run:
         write_manifest(request.manifest, result.manifest, log)

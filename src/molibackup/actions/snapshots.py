@@ -13,13 +13,11 @@ from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from typing import Any
 
-from loguru import logger
-
 from molibackup.actions.base import Command, Invocation, Outcome
-from molibackup.actions.targets import add_target_arguments, claim_name, ebs_targets
+from molibackup.actions.targets import add_target_arguments, claim_name, job_contexts
+from molibackup.ebs.report.listing import JobListing, Narrowing, Row, list_job
+from molibackup.ebs.tags import VERIFIED_AT_TAG, VERIFIED_TAG
 from molibackup.errors import ConfigError, MolibackupError
-from molibackup.modules.ebs_snapshot.listing import JobListing, Narrowing, Row, list_job
-from molibackup.modules.ebs_snapshot.verification import VERIFIED_AT_TAG, VERIFIED_TAG
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,18 +41,16 @@ def run(invocation: Invocation) -> Outcome:
     args, now = invocation.args, invocation.clock()
     narrow = narrowing(args)
     listings: list[tuple[JobListing, tzinfo]] = []
-    for prepared, target, module in ebs_targets(invocation.jobs, args.account, args.region):
-        log = logger.bind(job=prepared.job.name)
+    for placed in job_contexts(invocation, args.account, args.region):
+        context = placed.context
         try:
-            listing = list_job(module, invocation.config.settings, log, now=now,
-                               narrowing=narrow, with_copies=args.copies)
+            listing = list_job(context, narrowing=narrow, with_copies=args.copies)
         except MolibackupError as exc:  # a JobError, or an AwsError
-            listing = JobListing(prepared.job.name, module.options.aws_region,
-                                 errors=[str(exc)])
-        listing.account = target.account
+            listing = JobListing(context.job.name, context.job.region, errors=[str(exc)])
+        listing.account = placed.target.account
         for error in listing.errors:
-            log.error(f"job {listing.job}: {error}")
-        listings.append((listing, module.options.policy.timezone))
+            context.log.error(f"job {listing.job}: {error}")
+        listings.append((listing, context.job.options.policy.timezone))
     if not listings and (args.account is not None or args.region is not None):
         raise ConfigError([f"{invocation.config.path}: no job has a target in "
                            f"{where(args.account, args.region)}: check --account and --region"

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import argparse
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 from loguru import logger
 
-from molibackup.modules.base import Target
-from molibackup.modules.ebs_snapshot import EbsSnapshot
-from molibackup.runner import PreparedJob
+from molibackup.actions.base import Invocation
+from molibackup.ebs.job import EbsJob, JobContext
+from molibackup.errors import MolibackupError
+from molibackup.jobs import Target
 
 #: Kubernetes names: a namespace is a DNS-1123 label, a claim a DNS-1123 subdomain.
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
@@ -51,28 +53,46 @@ def add_target_arguments(parser: argparse.ArgumentParser, purpose: str) -> None:
                         help=f"of a job over several regions, the one {purpose}")
 
 
-def ebs_targets(jobs: Sequence[PreparedJob], account: str | None = None,
-                region: str | None = None
-                ) -> Iterator[tuple[PreparedJob, Target, EbsSnapshot]]:
-    """The enabled jobs that make EBS snapshots, once per target (account x region),
-    narrowed to an account and a region when given."""
-    for prepared in jobs:
-        if not prepared.job.enabled:
+@dataclass(frozen=True)
+class Placed:
+    """A job in one of its targets."""
+
+    target: Target
+    context: JobContext
+    of: int  # how many targets the job has
+
+    @property
+    def label(self) -> str | None:
+        """The target's name, where the job has several."""
+        return self.target.label if self.of > 1 else None
+
+
+def job_contexts(invocation: Invocation, account: str | None = None,
+                 region: str | None = None,
+                 unknown: Callable[[EbsJob, MolibackupError], None] | None = None,
+                 ) -> Iterator[Placed]:
+    """Every enabled job once per target (account x region), narrowed to an account and a
+    region when given, each as the context a command works with: the one loop over a
+    job's targets outside the backup run.
+
+    A job whose targets cannot be listed (an organization that cannot be read) raises,
+    unless `unknown` is given: then it is told, and the other jobs go on."""
+    for job in invocation.jobs:
+        if not job.enabled:
             continue
-        if not isinstance(prepared.module, EbsSnapshot):
-            logger.bind(job=prepared.job.name).warning(
-                f"job {prepared.job.name}: module {prepared.job.module} has no EBS snapshots")
+        try:
+            targets = job.targets()
+        except MolibackupError as exc:
+            if unknown is None:
+                raise
+            unknown(job, exc)
             continue
-        for target in prepared.module.targets():
+        for target in targets:
             if account is not None and (target.account or "") != account:
                 continue
             if region is not None and target.region != region:
                 continue
-            yield prepared, target, prepared.module.for_target(target)
-
-
-def ebs_jobs(jobs: Sequence[PreparedJob], account: str | None = None,
-             region: str | None = None) -> Iterator[tuple[PreparedJob, EbsSnapshot]]:
-    """What ebs_targets gives, without the targets."""
-    for prepared, _, module in ebs_targets(jobs, account, region):
-        yield prepared, module
+            yield Placed(target, JobContext(
+                job=job.for_target(target), settings=invocation.config.settings,
+                now=invocation.clock(), log=logger.bind(job=job.name),
+                stop=invocation.interruption.stop), len(targets))

@@ -14,19 +14,17 @@ import time
 from datetime import datetime
 from typing import Any
 
-from loguru import logger
-
 from molibackup.actions.base import Command, Invocation, Outcome, Status
 from molibackup.actions.options import positive
-from molibackup.actions.targets import ebs_jobs
-from molibackup.errors import MolibackupError
-from molibackup.modules.ebs_snapshot.verification import (
+from molibackup.actions.targets import job_contexts
+from molibackup.ebs.verify.verification import (
     JobVerification,
     Verification,
     Verifier,
     VerifyRequest,
     verify_job,
 )
+from molibackup.errors import MolibackupError
 from molibackup.observe import JobRun
 from molibackup.observe.metrics import VerifyRun, VolumeVerified, publish_verification
 
@@ -57,30 +55,28 @@ def run(invocation: Invocation) -> Outcome:
     results: list[JobVerification] = []
     interruption = invocation.interruption
     with interruption.installed():
-        for prepared, module in ebs_jobs(invocation.jobs):
+        for placed in job_contexts(invocation):
+            context = placed.context
             if interruption.requested:
                 break
-            log = logger.bind(job=prepared.job.name)
-            now = invocation.clock()
+            log, now = context.log, context.now
 
             def on_start(verifier: Verifier) -> None:
                 # Should the calls in flight outlast the grace time: no volume stays.
                 interruption.last_words = verifier.delete_in_flight
 
             try:
-                result = verify_job(module, invocation.config.settings, log, now=now,
-                                    stop=interruption.stop, request=request,
-                                    on_start=on_start)
+                result = verify_job(context, request, on_start=on_start)
             except MolibackupError as exc:  # a JobError, or an AwsError
-                result = JobVerification(prepared.job.name, module.options.aws_region,
+                result = JobVerification(context.job.name, context.job.region,
                                          errors=[str(exc)])
-                log.error(f"job {prepared.job.name}: verification failed: {exc}")
+                log.error(f"job {context.job.name}: verification failed: {exc}")
             finally:
                 interruption.last_words = lambda: None
             results.append(result)
             if not dry_run and result.candidates:
                 publish_verification(invocation.config.settings,
-                                     JobRun(prepared.job, "verify", now), metrics_of(result))
+                                     JobRun(context.job.config, "verify", now), metrics_of(result))
     show(results, args.output)
     if interruption.requested:
         return Outcome(Status.FAILED, signal_exit_status=interruption.exit_status)

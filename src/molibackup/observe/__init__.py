@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from molibackup.config import JobConfig
-from molibackup.modules.base import JobResult
+from molibackup.jobs import JobResult
 
 
 @dataclass(frozen=True)

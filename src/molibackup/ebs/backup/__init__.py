@@ -1,0 +1,1 @@
+"""The backup run: select, snapshot (with hooks), rotate, archive and copy."""

@@ -1,0 +1,1 @@
+"""Restore: choose a snapshot, make its volume once, and write the manifests a cluster needs."""
