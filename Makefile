@@ -13,7 +13,8 @@ help:
 	@echo "make demo       run a backup job against a local EC2 emulator with a sample fleet"
 	@echo "make test       lint, type-check and run the whole test suite"
 	@echo "make dev        create $(VENV) with molibackup and its development tools"
-	@echo "make bench      fleet-scale benchmark: speed, throttling, memory (a few minutes)"
+	@echo "make bench      fleet-scale benchmark: speed, throttling, memory (a few minutes);"
+	@echo "               writes docs/performance.md"
 	@echo "make chart      regenerate the chart's values schema, docs and Chart.yaml"
 	@echo "make chart-package  the chart archive (dist/molibackup-VERSION.tgz), with Helm's engine"
 	@echo "make test-cluster   install the chart into \$$KUBECONFIG's cluster and run each job"
@@ -74,12 +75,12 @@ clean:
 
 # Fleet-scale benchmark against the emulator (a few minutes): speed, throttling, memory.
 bench: $(STAMP)
-	$(BIN)/python bench/benchmark.py
+	$(BIN)/python bench/benchmark.py --write docs/performance.md
 
 docs: $(STAMP)
-	$(BIN)/python scripts/config_reference.py --write README.md
-	$(BIN)/python scripts/retention_example.py --write README.md
-	$(BIN)/python scripts/metrics_reference.py --write README.md
+	$(BIN)/python scripts/config_reference.py --write docs/reference/configuration.md
+	$(BIN)/python scripts/retention_example.py --write docs/how-to/backups.md
+	$(BIN)/python scripts/metrics_reference.py --write docs/reference/metrics.md
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet uv

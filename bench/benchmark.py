@@ -602,6 +602,9 @@ def main() -> int:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--only", choices=SECTIONS, action="append",
                         help="run only this section (repeatable)")
+    parser.add_argument("--write", metavar="PAGE", type=Path,
+                        help="also write the figures as this Markdown page "
+                             "(docs/performance.md)")
     args = parser.parse_args()
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     os.environ.update({"AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
@@ -630,7 +633,29 @@ def main() -> int:
                 lines += result
     finally:
         emulator.stop()
+    if args.write is not None:
+        args.write.write_text(performance_page(lines), encoding="utf-8")
     return 0
+
+
+def performance_page(lines: list[str]) -> str:
+    """The performance page: what this run measured, as it printed it, and on what."""
+    return "\n".join([
+        "# Performance",
+        "",
+        "Written by `make bench` (`bench/benchmark.py --write docs/performance.md`); not edited by",
+        "hand. The benchmark runs molibackup against the EC2 emulator behind a proxy that adds",
+        "latency per call and enforces EC2-style token buckets; every ratio below is taken within",
+        "one run, on one machine, as the machines are shared and their speed varies between runs.",
+        "",
+        f"Measured on {time.strftime('%Y-%m-%d', time.gmtime())}, {os.cpu_count()} CPUs, "
+        f"Python {sys.version.split()[0]}.",
+        "",
+        "```",
+        *lines,
+        "```",
+        "",
+    ])
 
 
 if __name__ == "__main__":

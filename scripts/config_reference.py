@@ -1,7 +1,8 @@
 """Render the configuration reference (Markdown tables) from the JSON Schema.
 
-`python scripts/config_reference.py` prints it; `--write README.md` replaces the part of the
-README between the config-reference markers. A test fails when the README is out of date.
+`python scripts/config_reference.py` prints it; `--write docs/reference/configuration.md`
+replaces the part of that page between the config-reference markers. A test fails when the
+page is out of date.
 """
 
 from __future__ import annotations
@@ -80,9 +81,9 @@ def render() -> str:
     schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
     glob = schema["properties"]["global"]
     module = schema["definitions"]["ebs-snapshot"]
-    lines = [START, "", "#### `global`", ""]
+    lines = [START, "", "### `global`", ""]
     lines += table(schema, glob["properties"], glob.get("required", []))
-    lines += ["", "#### Jobs of `module: ebs-snapshot`", ""]
+    lines += ["", "### Jobs of `module: ebs-snapshot`", ""]
     lines += table(schema, module["properties"], module.get("required", []))
     lines += ["", END]
     return "\n".join(lines)

@@ -1,7 +1,7 @@
-"""Render the README's table of metrics from the code that defines them.
+"""Render the table of metrics (docs/reference/metrics.md) from the code that defines them.
 
-`python scripts/metrics_reference.py --write README.md` replaces the part of the README
-between the metrics markers; a test fails when it is out of date.
+`python scripts/metrics_reference.py --write docs/reference/metrics.md` replaces the part of
+the page between the metrics markers; a test fails when it is out of date.
 """
 
 from __future__ import annotations

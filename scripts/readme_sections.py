@@ -1,4 +1,4 @@
-"""The generated parts of a README: each between a start and an end marker."""
+"""The generated parts of a documentation page: each between a start and an end marker."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""Render the README's worked retention example with the real retention code.
+"""Render the worked retention example (docs/how-to/backups.md) with the real retention code.
 
-`python scripts/retention_example.py --write README.md` replaces the part of the README
-between the retention-example markers; a test fails when it is out of date.
+`python scripts/retention_example.py --write docs/how-to/backups.md` replaces the part of
+the page between the retention-example markers; a test fails when it is out of date.
 """
 
 from __future__ import annotations

@@ -120,6 +120,23 @@ def run_cli(capsys: pytest.CaptureFixture[str]) -> Callable[..., CliRun]:
     return run
 
 
+@pytest.fixture
+def job_cli(write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
+            ) -> Callable[[str], Callable[..., CliRun]]:
+    """`job_cli(NAME)(*args, settings=..., clock=..., **options)`: run `molibackup ARGS` with
+    a config of one job NAME of these options (and these global settings)."""
+
+    def for_job(name: str) -> Callable[..., CliRun]:
+        def run(*args: str, settings: dict[str, Any] | None = None,
+                clock: Callable[[], Any] | None = None, **options: Any) -> CliRun:
+            path = write_config({"global": settings or {}, "jobs": {name: job(**options)}})
+            return run_cli("-c", str(path), *args, **({"clock": clock} if clock else {}))
+
+        return run
+
+    return for_job
+
+
 def job(**options: Any) -> dict[str, Any]:
     """An ebs-snapshot job in our test region; options override."""
     return {"module": "ebs-snapshot", "aws_region": REGION, **options}

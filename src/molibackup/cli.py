@@ -16,7 +16,7 @@ from loguru import logger
 from molibackup import __version__, config, log, runner
 from molibackup.actions import ACTIONS, DEFAULT, Invocation, Outcome, Status
 from molibackup.config import sensitive
-from molibackup.errors import ConfigError, MolibackupError, UsageError
+from molibackup.errors import ConfigError, MolibackupError, Refusal, UsageError
 from molibackup.interrupt import Interruption
 
 EXIT_OK = 0
@@ -147,10 +147,9 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
     action = ACTIONS[args.command or DEFAULT]
     try:
         outcome = action.run(Invocation(loaded, jobs, args, clock,
-                                        interruption or Interruption()))
-    except (ConfigError, UsageError) as exc:  # a flag or a name the config does not know
-        report_problems(exc if isinstance(exc, ConfigError) else ConfigError([str(exc)]),
-                        "nothing was done")
+                                        interruption or Interruption(exit_now)))
+    except (Refusal, UsageError) as exc:  # a flag or a name the config does not know
+        report_problems(ConfigError(str(exc).splitlines()), "nothing was done")
         return EXIT_CONFIG
     except MolibackupError as exc:  # the action could not start (an organization unlisted)
         logger.error(str(exc))
@@ -159,8 +158,8 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
 
 
 def exit_status(outcome: Outcome) -> int:
-    if outcome.signal_exit_status is not None:
-        return outcome.signal_exit_status
+    if outcome.interrupted_by is not None:
+        return 128 + outcome.interrupted_by
     return EXIT_STATUS[outcome.status]
 
 
@@ -184,14 +183,18 @@ def entrypoint() -> NoReturn:
 
 
 def leave(status: int) -> NoReturn:
-    """Exit once standard output and error are flushed, skipping the interpreter's teardown.
-
-    By the time `main` returns, every file, thread pool and connection of the run is closed;
-    what teardown would add is freeing the objects one by one (the service models of every
-    client), a quarter of a second of CPU after a job over four regions, while the kernel
-    frees the process's memory at once."""
+    """Exit with `status` once standard output and error are flushed."""
     for stream in (sys.stdout, sys.stderr):
         # A reader gone, or a stream closed: nothing more can reach it anyway.
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    sys.exit(status)
+
+
+def exit_now(status: int) -> None:
+    """The second signal's exit (or the grace time's end): at once, whatever threads are
+    still waiting on AWS, with the status the signal asks for."""
+    for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError, ValueError):
             stream.flush()
     os._exit(status)

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from molibackup.aws.errors import describe_unexpected
 from molibackup.config import Config
 from molibackup.ebs.backup.pipeline import Backup
 from molibackup.ebs.job import EbsJob, JobContext
-from molibackup.errors import ConfigError, MolibackupError
+from molibackup.errors import ConfigError, MolibackupError, describe_unexpected
 from molibackup.interrupt import Interruption
 from molibackup.jobs import JobResult, Target
 from molibackup.observe import Finished, JobRun, Reporter
@@ -187,11 +186,10 @@ def run(
     *,
     force_dry_run: bool = False,
     clock: Clock = utc_now,
-    interruption: Interruption | None = None,
+    interruption: Interruption,
     reporters: Sequence[Reporter] | None = None,
     shard: Shard | None = None,
 ) -> list[JobOutcome]:
-    interruption = interruption or Interruption()
     reporters = default_reporters(config) if reporters is None else reporters
     outcomes: list[JobOutcome] = []
     planned = plan_shard(jobs, shard) if shard else {}

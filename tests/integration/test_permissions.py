@@ -1,9 +1,9 @@
-"""The IAM permissions the module declares are exactly the calls it makes.
+"""The IAM permissions a job declares are exactly the calls it makes.
 
 Jobs using every feature (tags, locks, the archive tier, adoption, expiry, copies to another
 account, instance-consistent snapshots, hooks) run through the recording proxy, with STS routed
-through it too; the actions it saw are compared with the module's `permissions`, which the
-README's policy is checked against (tests/unit/test_readme.py).
+through it too; the actions it saw are compared with the job's `permissions`, which the
+IAM policy reference is checked against (tests/unit/test_docs.py).
 """
 
 from __future__ import annotations

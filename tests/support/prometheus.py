@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from tests.support.emulator import free_port
-from tests.support.pushgateway import Pushgateway, require
+from tests.support.pushgateway import Pushgateway, require, wait_ready
 
 
 class Prometheus:
@@ -55,15 +55,7 @@ def running_prometheus(gateway: Pushgateway) -> Iterator[Prometheus]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         server = Prometheus(port)
         try:
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{server.url}/-/ready", timeout=2):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError("Prometheus did not start") from None
-                    time.sleep(0.2)
+            wait_ready(f"{server.url}/-/ready", process, "Prometheus", 30)
             yield server
         finally:
             process.terminate()

@@ -60,6 +60,20 @@ class Pushgateway:
         return None
 
 
+def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, seconds: float) -> None:
+    """Until `url` answers (a server's /-/ready), at most `seconds`; RuntimeError naming
+    `what` when it does not, or when its process has ended."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError(f"{what} did not start") from None
+            time.sleep(0.1)
+
+
 @contextmanager
 def running_pushgateway() -> Iterator[Pushgateway]:
     binary = require(BINARY, "prometheus-pushgateway")
@@ -71,15 +85,7 @@ def running_pushgateway() -> Iterator[Pushgateway]:
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         gateway = Pushgateway(port)
         try:
-            deadline = time.monotonic() + 20
-            while True:
-                try:
-                    gateway.get("/-/ready")
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or process.poll() is not None:
-                        raise RuntimeError("the Pushgateway did not start") from None
-                    time.sleep(0.1)
+            wait_ready(f"{gateway.url}/-/ready", process, "the Pushgateway", 20)
             yield gateway
         finally:
             process.terminate()

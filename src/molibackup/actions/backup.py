@@ -22,7 +22,7 @@ def run(invocation: Invocation) -> Outcome:
                               force_dry_run=invocation.args.dry_run, clock=invocation.clock,
                               interruption=interruption, shard=shard)
     if interruption.requested:
-        return Outcome(Status.FAILED, signal_exit_status=interruption.exit_status)
+        return Outcome(Status.FAILED, interrupted_by=interruption.signal_number)
     return Outcome.of(all(outcome.ok for outcome in outcomes))
 
 

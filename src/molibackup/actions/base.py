@@ -31,8 +31,8 @@ class Status(Enum):
 @dataclass(frozen=True)
 class Outcome:
     status: Status
-    #: Set when a signal interrupted the action: the exit status it asks for (128 + signal).
-    signal_exit_status: int | None = None
+    #: The signal that interrupted the action, if one did (the CLI exits 128 + its number).
+    interrupted_by: int | None = None
 
     @classmethod
     def of(cls, ok: bool) -> Outcome:

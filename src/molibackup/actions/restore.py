@@ -24,10 +24,11 @@ from molibackup.actions.targets import (
     namespace_name,
     object_name,
 )
-from molibackup.ebs.restore.restoring import RestoreRequest, RestoreResult, restore
-from molibackup.errors import ConfigError, JobError, UsageError
+from molibackup.ebs.restore.request import RestoreRequest, RestoreResult
+from molibackup.ebs.restore.restoring import restore
+from molibackup.errors import JobError, Refusal, UsageError
 
-#: What a restore calls (the README's restore policy grants exactly these).
+#: What a restore calls (the restore role of docs/reference/iam.md grants exactly these).
 PERMISSIONS = frozenset({
     "ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:DescribeInstances",
     "ec2:DescribeAvailabilityZones", "ec2:DescribeSnapshotTierStatus", "ec2:CreateVolume",
@@ -161,9 +162,9 @@ def run(invocation: Invocation) -> Outcome:
     request = request_from(args)
     contexts = [placed.context for placed in job_contexts(invocation, args.account, args.region)]
     if not contexts:
-        raise ConfigError([f"{invocation.config.path}: job {names[0]} makes no EBS snapshots "
-                           "(or is disabled, or has no such --account/--region): nothing to "
-                           "restore"])
+        raise Refusal(f"{invocation.config.path}: job {names[0]} makes no EBS snapshots "
+                      "(or is disabled, or has no such --account/--region): nothing to "
+                      "restore")
     if len(contexts) > 1:
         raise UsageError(f"job {names[0]} works in {len(contexts)} accounts and regions: say which "
                          "with --account and --region")

@@ -17,7 +17,7 @@ from molibackup.actions.base import Command, Invocation, Outcome
 from molibackup.actions.targets import add_target_arguments, claim_name, job_contexts
 from molibackup.ebs.report.listing import JobListing, Narrowing, Row, list_job
 from molibackup.ebs.tags import VERIFIED_AT_TAG, VERIFIED_TAG
-from molibackup.errors import ConfigError, MolibackupError
+from molibackup.errors import MolibackupError, Refusal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,15 +52,15 @@ def run(invocation: Invocation) -> Outcome:
             context.log.error(f"job {listing.job}: {error}")
         listings.append((listing, context.job.options.policy.timezone))
     if not listings and (args.account is not None or args.region is not None):
-        raise ConfigError([f"{invocation.config.path}: no job has a target in "
-                           f"{where(args.account, args.region)}: check --account and --region"
-                           ", or the --job"])
+        raise Refusal(f"{invocation.config.path}: no job has a target in "
+                      f"{where(args.account, args.region)}: check --account and --region"
+                      ", or the --job")
     if narrow.describe() != "every volume" and not any(
             listing.volumes for listing, _ in listings if not listing.errors) and not any(
             listing.errors for listing, _ in listings):
         jobs = ", ".join(listing.job for listing, _ in listings)
-        raise ConfigError([f"{invocation.config.path}: no job ({jobs}) selects or has "
-                           f"snapshots of {narrow.describe()}: check the id, or the --job"])
+        raise Refusal(f"{invocation.config.path}: no job ({jobs}) selects or has "
+                      f"snapshots of {narrow.describe()}: check the id, or the --job")
     text = (as_json(listings, now) if args.output == "json"
             else as_table(listings, with_copies=args.copies))
     sys.stdout.write(text + "\n")

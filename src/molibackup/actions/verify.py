@@ -28,7 +28,7 @@ from molibackup.errors import MolibackupError
 from molibackup.observe import JobRun
 from molibackup.observe.metrics import VerifyRun, VolumeVerified, publish_verification
 
-#: What verify calls; the volume method adds CreateVolume, DeleteVolume (README policy).
+#: What verify calls; the volume method adds CreateVolume, DeleteVolume (docs/reference/iam.md).
 PERMISSIONS = frozenset({
     "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots", "ec2:CreateTags",
     "ebs:ListSnapshotBlocks", "ebs:GetSnapshotBlock", "ec2:CreateVolume", "ec2:DeleteVolume",
@@ -79,7 +79,7 @@ def run(invocation: Invocation) -> Outcome:
                                      JobRun(context.job.config, "verify", now), metrics_of(result))
     show(results, args.output)
     if interruption.requested:
-        return Outcome(Status.FAILED, signal_exit_status=interruption.exit_status)
+        return Outcome(Status.FAILED, interrupted_by=interruption.signal_number)
     return Outcome.of(all(result.ok for result in results))
 
 

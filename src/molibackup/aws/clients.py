@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
 import boto3
+import botocore.exceptions
 import botocore.session
 from botocore.config import Config as BotoConfig
 from botocore.credentials import (
@@ -26,12 +27,16 @@ from botocore.credentials import (
     CredentialProvider,
     DeferredRefreshableCredentials,
 )
-from botocore.parsers import DEFAULT_TIMESTAMP_PARSER
+from botocore.parsers import DEFAULT_TIMESTAMP_PARSER, ResponseParserError
 
 from molibackup import __version__, log
-from molibackup.aws.errors import BOTOCORE_ERRORS, THROTTLING_CODES, AwsError
 from molibackup.config import GlobalSettings
-from molibackup.errors import JobError
+from molibackup.errors import THROTTLING_CODES, AwsError, JobError
+
+#: What botocore raises for a call that failed for AWS reasons, not because of our code.
+BOTOCORE_ERRORS = (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError,
+                   ResponseParserError)
+
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -109,83 +110,128 @@ def _is_secret(path: Iterable[Any], schema: Mapping[str, Any]) -> bool:
     return bool(schema.get("writeOnly")) or bool(parts and parts[-1] in SECRET_OPTIONS)
 
 
+@dataclass(frozen=True)
+class _Seen:
+    """One schema error as a message needs it: where, what was found (or that it is
+    secret), what the schema asks for."""
+
+    error: jsonschema.ValidationError
+    where: str
+    schema: Mapping[str, Any]
+    expected: str | None
+    got: str
+    secret: bool  # the option itself is secret: neither its value nor a guess is shown
+
+    @property
+    def instance(self) -> Any:
+        return self.error.instance
+
+    @property
+    def value(self) -> Any:
+        return self.error.validator_value
+
+    def one(self, message: str) -> list[tuple[str, str]]:
+        return [(self.where, message)]
+
+
+def _unknown_options(seen: _Seen) -> list[tuple[str, str]]:
+    if not isinstance(seen.instance, dict):
+        return seen.one(seen.error.message)
+    allowed = sorted(seen.schema.get("properties", {}))
+    patterns = list(seen.schema.get("patternProperties", {}))
+    unknown = [key for key in seen.instance if key not in allowed
+               and not any(re.search(p, str(key)) for p in patterns)]
+    lines = []
+    for key in sorted(unknown, key=str):
+        hint = difflib.get_close_matches(str(key), allowed, n=1)
+        suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
+        valid = f"; valid options: {', '.join(allowed)}" if not hint else ""
+        lines.append((f"{seen.where}.{key}" if seen.error.absolute_path else str(key),
+                      f"unknown option{suggestion}{valid}"))
+    return lines
+
+
+def _missing(seen: _Seen) -> list[tuple[str, str]]:
+    if not isinstance(seen.instance, dict):
+        return seen.one(seen.error.message)
+    return [(seen.where, f"missing required option '{key}'")
+            for key in seen.value if key not in seen.instance]
+
+
+def _dependencies(seen: _Seen) -> list[tuple[str, str]]:
+    if not isinstance(seen.instance, dict):
+        return seen.one(seen.error.message)
+    return [(seen.where, f"'{key}' is set but '{other}' is missing: give both or neither")
+            for key, needed in seen.value.items()
+            for other in (needed if isinstance(needed, list) else [])
+            if key in seen.instance and other not in seen.instance]
+
+
+def _empty_map(seen: _Seen) -> list[tuple[str, str]]:
+    if seen.where == "jobs":
+        return seen.one("no jobs defined: add at least one job")
+    return seen.one(f"must not be empty{f'; expected {seen.expected}' if seen.expected else ''}")
+
+
+def _wrong_type(seen: _Seen) -> list[tuple[str, str]]:
+    types = seen.value if isinstance(seen.value, list) else [seen.value]
+    words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
+    return seen.one(f"must be {words}, got {seen.got}")
+
+
+def _not_a_choice(seen: _Seen) -> list[tuple[str, str]]:
+    choices = ", ".join(str(choice) for choice in seen.value)
+    hint = difflib.get_close_matches(str(seen.instance), [str(c) for c in seen.value], n=1)
+    suggestion = f" (did you mean '{hint[0]}'?)" if hint and not seen.secret else ""
+    return seen.one(f"must be one of: {choices}; got {seen.got}{suggestion}")
+
+
+#: What each JSON Schema keyword's failure says, when the schema has no `x-expected` for it.
+_MESSAGES: dict[str, Callable[[_Seen], list[tuple[str, str]]]] = {
+    "additionalProperties": _unknown_options,
+    "required": _missing,
+    "dependencies": _dependencies,
+    "propertyNames": lambda s: s.one(
+        f"invalid name {s.got}: must be {s.expected or 'a valid name'}"),
+    "minProperties": _empty_map,
+    "maxProperties": lambda s: s.one(f"must have at most {s.value} entries"),
+    "type": _wrong_type,
+    "enum": _not_a_choice,
+    "const": lambda s: s.one(f"must be {s.value!r}, got {s.got}"),
+    "minimum": lambda s: s.one(f"must be at least {s.value}, got {s.got}"),
+    "maximum": lambda s: s.one(f"must be at most {s.value}, got {s.got}"),
+    "minLength": lambda s: s.one("must not be empty"),
+    "maxLength": lambda s: s.one(f"must be at most {s.value} characters long"),
+    "pattern": lambda s: s.one(f"must match the pattern {s.value}, got {s.got}"),
+}
+#: The keywords whose failure reads the schema's `x-expected` ("a duration such as 7d").
+_EXPECTED_KINDS = frozenset({"type", "pattern", "minimum", "maximum", "maxLength"})
+
+
 def messages_for(error: jsonschema.ValidationError,
                  secret_values: frozenset[str] = frozenset()) -> list[tuple[str, str]]:
     """(location, message) pairs for one schema error; a value that is also a secret's value
     elsewhere in the file is not shown either."""
-    instance: Any = error.instance
-    value: Any = error.validator_value
-    where = location(error.absolute_path)
     schema: Mapping[str, Any] = error.schema if isinstance(error.schema, dict) else {}
-    expected = (schema.get("x-expected-pattern") if error.validator == "pattern" else None
+    kind = str(error.validator)
+    expected = (schema.get("x-expected-pattern") if kind == "pattern" else None
                 ) or schema.get("x-expected")
+    secret = _is_secret(error.absolute_path, schema)
     # A secret's value must not reach the log, even when it is the wrong type.
-    hidden = _is_secret(error.absolute_path, schema) or (
-        isinstance(instance, str | int | float) and str(instance) in secret_values)
-    got = "a value (not shown: it is secret)" if hidden else describe(instance)
-    kind = error.validator
-    if kind == "additionalProperties" and isinstance(instance, dict):
-        allowed = sorted(schema.get("properties", {}))
-        patterns = list(schema.get("patternProperties", {}))
-        lines = []
-        unknown = [key for key in instance if key not in allowed
-                   and not any(re.search(p, str(key)) for p in patterns)]
-        for key in sorted(unknown, key=str):
-            hint = difflib.get_close_matches(str(key), allowed, n=1)
-            suggestion = f" (did you mean '{hint[0]}'?)" if hint else ""
-            valid = f"; valid options: {', '.join(allowed)}" if not hint else ""
-            lines.append((f"{where}.{key}" if error.absolute_path else str(key),
-                          f"unknown option{suggestion}{valid}"))
-        return lines
-    if kind == "required" and isinstance(instance, dict):
-        missing = [key for key in value if key not in instance]
-        return [(where, f"missing required option '{key}'") for key in missing]
-    if kind == "dependencies" and isinstance(instance, dict):
-        lines = []
-        for key, needed in value.items():
-            for other in needed if isinstance(needed, list) else []:
-                if key in instance and other not in instance:
-                    lines.append((where, f"'{key}' is set but '{other}' is missing: "
-                                         "give both or neither"))
-        return lines
-    if kind == "propertyNames":
-        return [(where, f"invalid name {got}: must be {expected or 'a valid name'}")]
-    if kind == "minProperties":
-        if where == "jobs":
-            return [(where, "no jobs defined: add at least one job")]
-        return [(where, f"must not be empty{f'; expected {expected}' if expected else ''}")]
-    if kind == "maxProperties":
-        return [(where, f"must have at most {value} entries")]
-    if expected and kind in {"type", "pattern", "minimum", "maximum", "maxLength"}:
-        if kind == "pattern" and _is_secret(error.absolute_path, schema):
-            return [(where, f"must be {expected}")]
-        return [(where, f"must be {expected}, got {got}")]
-    if kind == "type":
-        types = value if isinstance(value, list) else [value]
-        words = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
-        return [(where, f"must be {words}, got {got}")]
-    if kind == "enum":
-        choices = ", ".join(str(choice) for choice in value)
-        hint = difflib.get_close_matches(str(instance), [str(c) for c in value], n=1)
-        suggestion = f" (did you mean '{hint[0]}'?)" if hint and not _is_secret(
-            error.absolute_path, schema) else ""
-        return [(where, f"must be one of: {choices}; got {got}{suggestion}")]
-    if kind == "const":
-        return [(where, f"must be {value!r}, got {got}")]
-    if kind == "minimum":
-        return [(where, f"must be at least {value}, got {got}")]
-    if kind == "maximum":
-        return [(where, f"must be at most {value}, got {got}")]
-    if kind == "minLength":
-        return [(where, "must not be empty")]
-    if kind == "maxLength":
-        return [(where, f"must be at most {value} characters long")]
-    if kind == "pattern":
-        return [(where, f"must match the pattern {value}, got {got}")]
+    hidden = secret or (isinstance(error.instance, str | int | float)
+                        and str(error.instance) in secret_values)
+    seen = _Seen(error, location(error.absolute_path), schema, expected,
+                 "a value (not shown: it is secret)" if hidden else describe(error.instance),
+                 secret)
     if kind in {"not", "anyOf", "oneOf"}:
-        return [(where, str(schema.get("x-message") or f"is not allowed here ({kind})"))]
-    return [(where, error.message if not _is_secret(error.absolute_path, schema)
-             else f"is not valid ({kind})")]
+        return seen.one(str(schema.get("x-message") or f"is not allowed here ({kind})"))
+    if expected and kind in _EXPECTED_KINDS:
+        return seen.one(f"must be {expected}" if kind == "pattern" and secret
+                        else f"must be {expected}, got {seen.got}")
+    render = _MESSAGES.get(kind)
+    if render is not None:
+        return render(seen)
+    return seen.one(error.message if not secret else f"is not valid ({kind})")
 
 
 def _leaf_errors(error: jsonschema.ValidationError) -> Iterator[jsonschema.ValidationError]:

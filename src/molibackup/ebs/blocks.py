@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from molibackup.aws.errors import AwsError
+from molibackup.errors import AwsError
 
 MAX_RESULTS = 10000  # ListSnapshotBlocks' and ListChangedBlocks' largest page
 

@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from molibackup import retention
 from molibackup.aws.clients import paginate
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.tags import (
     CLAIM_NAME_TAG,
     CLAIM_NAMESPACE_TAG,
@@ -32,6 +31,7 @@ from molibackup.ebs.tags import (
     shape_in,
     tag_dict,
 )
+from molibackup.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

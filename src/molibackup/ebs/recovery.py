@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from molibackup.aws.clients import backoff_delay
-from molibackup.aws.errors import AwsError, FailureKind
+from molibackup.errors import AwsError, FailureKind
 
 if TYPE_CHECKING:
     from loguru import Logger

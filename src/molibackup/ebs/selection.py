@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from molibackup.aws.clients import paginate
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.options import ClaimSelector, Options
 from molibackup.ebs.tags import (
     CLUSTER_TAG_PREFIX,
@@ -27,7 +26,7 @@ from molibackup.ebs.tags import (
     filters_for_tags,
     tag_dict,
 )
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 
 if TYPE_CHECKING:
     from loguru import Logger

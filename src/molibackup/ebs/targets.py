@@ -16,8 +16,7 @@ import boto3
 
 from molibackup.aws.clients import client as aws_client
 from molibackup.aws.clients import paginate
-from molibackup.aws.errors import AwsError
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 from molibackup.jobs import Target
 
 

@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.job import Clients
 from molibackup.ebs.recovery import SendOnce
 from molibackup.ebs.tags import RESTORE_ID_TAG, RESTORED_FROM_TAG, tag_dict, tag_list
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 
 if TYPE_CHECKING:
     from loguru import Logger

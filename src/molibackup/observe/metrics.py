@@ -34,8 +34,8 @@ from molibackup.observe import Finished, JobRun
 GROUPING_JOB = "molibackup"
 LAST_SUCCESS = "molibackup_job_last_success_timestamp_seconds"
 
-#: Every metric: name, help, labels (besides molibackup_job). The README's table is checked
-#: against this list.
+#: Every metric: name, help, labels (besides molibackup_job). The metrics reference
+#: (docs/reference/metrics.md) is checked against this list.
 METRICS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ("molibackup_job_last_run_timestamp_seconds", "When the job's last run ended.", ()),
     (LAST_SUCCESS, "When the job last ended without error.", ()),

@@ -18,7 +18,6 @@ import boto3
 
 from molibackup import retention
 from molibackup.aws.clients import assume_role, ec2_client, paginate, session_name_for
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.backup import rotation
 from molibackup.ebs.job import JobContext
 from molibackup.ebs.options import CopyTarget
@@ -38,7 +37,7 @@ from molibackup.ebs.tags import (
     tag_list,
     timestamp,
 )
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 from molibackup.jobs import JobResult
 
 if TYPE_CHECKING:

@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.backup.snapshotter import InstanceRequest, Made, Snapshotter
 from molibackup.ebs.job import JobContext
 from molibackup.ebs.options import LockPolicy, Options
@@ -20,6 +19,7 @@ from molibackup.ebs.tags import (
     snapshot_tags,
     timestamp,
 )
+from molibackup.errors import AwsError
 
 if TYPE_CHECKING:
     from loguru import Logger

@@ -7,11 +7,11 @@ from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.backup.creation import Creation, Creations
 from molibackup.ebs.backup.hooks import APPLICATION, CRASH, HookRunner
 from molibackup.ebs.hook_options import HookOptions
 from molibackup.ebs.tags import CONSISTENCY_TAG, FREEZE_TAG, Volume
+from molibackup.errors import AwsError
 
 if TYPE_CHECKING:
     from loguru import Logger

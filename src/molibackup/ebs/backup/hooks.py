@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from molibackup.aws.clients import backoff_delay
-from molibackup.aws.errors import AwsError, FailureKind
 from molibackup.ebs.hook_options import Hook
+from molibackup.errors import AwsError, FailureKind
 
 if TYPE_CHECKING:
     from loguru import Logger

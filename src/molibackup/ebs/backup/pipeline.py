@@ -23,7 +23,6 @@ import boto3
 from molibackup import retention
 from molibackup.aws.clients import caller_account, ec2_client
 from molibackup.aws.clients import client as aws_client
-from molibackup.aws.errors import AwsError
 from molibackup.ebs import inventory
 from molibackup.ebs.backup import copier, rotation, tiering
 from molibackup.ebs.backup.creation import Creation, Creations
@@ -35,7 +34,7 @@ from molibackup.ebs.inventory import backups_of, due_volumes
 from molibackup.ebs.job import Clients, EbsJob, JobContext
 from molibackup.ebs.selection import Selector, attached_data_volume_ids
 from molibackup.ebs.tags import Volume, snapshot_name
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 from molibackup.jobs import JobResult
 
 if TYPE_CHECKING:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from molibackup import retention
 from molibackup.aws.clients import paginate
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.job import JobContext
+from molibackup.errors import AwsError
 from molibackup.jobs import JobResult
 
 if TYPE_CHECKING:

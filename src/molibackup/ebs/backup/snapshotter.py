@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from molibackup.aws.clients import max_attempts
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.job import Clients, JobContext
 from molibackup.ebs.recovery import GiveUp, SendOnce, Wait
 from molibackup.ebs.tags import (
@@ -18,6 +17,7 @@ from molibackup.ebs.tags import (
     VOLUME_TAG,
     Volume,
 )
+from molibackup.errors import AwsError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import TagTypeDef

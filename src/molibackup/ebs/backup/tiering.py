@@ -1,6 +1,6 @@
 """The archive tier: old snapshots the rules keep for long move to cheaper storage.
 
-EC2's terms, which the README repeats: an archived snapshot is billed for at least 90 days
+EC2's terms, which the docs repeat: an archived snapshot is billed for at least 90 days
 in the archive (deleting it earlier is billed as if it had stayed), takes up to 72 hours to
 restore, and is stored as a full snapshot. Each volume's newest snapshots (those `min_keep`
 and `keep_last` keep) stay in the standard tier, ready for a quick restore.
@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from molibackup import retention
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.job import JobContext
+from molibackup.errors import AwsError
 from molibackup.jobs import JobResult
 
 if TYPE_CHECKING:

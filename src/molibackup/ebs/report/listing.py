@@ -11,7 +11,6 @@ import boto3
 
 from molibackup import retention
 from molibackup.aws.clients import caller_account, ec2_client
-from molibackup.aws.errors import AwsError
 from molibackup.config import GlobalSettings
 from molibackup.ebs.catalog import (
     SnapshotInfo,
@@ -23,7 +22,7 @@ from molibackup.ebs.catalog import (
 from molibackup.ebs.job import EbsJob, JobContext
 from molibackup.ebs.selection import Selector
 from molibackup.ebs.tags import Volume
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 
 if TYPE_CHECKING:
     from loguru import Logger

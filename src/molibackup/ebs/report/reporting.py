@@ -14,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 
 from molibackup.aws.clients import client as aws_client
 from molibackup.aws.clients import ec2_client, paginate
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.catalog import SnapshotInfo
 from molibackup.ebs.job import JobContext
 from molibackup.ebs.report.listing import SELECTED, JobListing, Narrowing, list_job
 from molibackup.ebs.report.sizes import SizeCounter, Sizes, monthly_cost
 from molibackup.ebs.tags import CREATED_BY, JOB_TAG
-from molibackup.errors import MolibackupError
+from molibackup.errors import AwsError, MolibackupError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.blocks import changed_block_count, list_blocks
 from molibackup.ebs.catalog import SnapshotInfo
 from molibackup.ebs.tags import CHANGED_BYTES_TAG, FULL_BYTES_TAG
+from molibackup.errors import AwsError
 
 if TYPE_CHECKING:
     from loguru import Logger

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from molibackup.aws.clients import client as aws_client
 from molibackup.aws.clients import ec2_client, max_attempts
-from molibackup.aws.errors import AwsError
 from molibackup.ebs.blocks import BlockError, BlockReader, list_blocks
 from molibackup.ebs.catalog import SnapshotInfo, describe_snapshot, job_snapshots
 from molibackup.ebs.job import Clients, JobContext
@@ -41,7 +40,7 @@ from molibackup.ebs.tags import (
 )
 from molibackup.ebs.verify.content import identify
 from molibackup.ebs.volumes import VolumeMaker, VolumeSpec
-from molibackup.errors import JobError
+from molibackup.errors import AwsError, JobError
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client

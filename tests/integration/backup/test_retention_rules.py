@@ -4,24 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import CliRun, job
+from tests.conftest import CliRun
 from tests.support.fleet import REGION, Fleet, tags_of
 
 Run = Callable[..., CliRun]
 
 
 @pytest.fixture
-def run_job(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., CliRun]:
-    def run(*args: str, clock: Callable[[], datetime] | None = None, **options: Any) -> CliRun:
-        path = write_config({"jobs": {"gfs": job(**options)}})
-        return run_cli("-c", str(path), *args, **({"clock": clock} if clock else {}))
-
-    return run
+def run_job(job_cli: Callable[[str], Callable[..., CliRun]]) -> Callable[..., CliRun]:
+    return job_cli("gfs")
 
 
 def snapshot_dates(fleet: Fleet, job_name: str = "gfs") -> list[str]:

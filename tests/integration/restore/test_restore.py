@@ -19,7 +19,7 @@ import yaml
 from moto.ec2.models.elastic_block_store import EBSBackend
 
 from molibackup.actions.restore import PERMISSIONS
-from tests.conftest import CliRun, job
+from tests.conftest import CliRun
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy
 from tests.support.emulator import Emulator
 from tests.support.fleet import REGION, Fleet, csi_volume, tags_of
@@ -31,12 +31,9 @@ MUTATING = {"CreateVolume", "AttachVolume", "RestoreSnapshotTier", "CreateTags",
 
 
 @pytest.fixture
-def molibackup(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., CliRun]:
+def molibackup(job_cli: Callable[[str], Callable[..., CliRun]]) -> Callable[..., CliRun]:
     """Run a command with a config of one job `db` of these options."""
-    def run(*args: str, **options: Any) -> CliRun:
-        return run_cli("-c", str(write_config({"jobs": {"db": job(**options)}})), *args)
-
-    return run
+    return job_cli("db")
 
 
 def restored_volumes(ec2: Any) -> list[dict[str, Any]]:

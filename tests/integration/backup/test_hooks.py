@@ -35,11 +35,8 @@ def through_proxy(proxy: EC2Proxy, monkeypatch: pytest.MonkeyPatch) -> EC2Proxy:
 
 
 @pytest.fixture
-def molibackup(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., CliRun]:
-    def run(*args: str, **options: Any) -> CliRun:
-        return run_cli("-c", str(write_config({"jobs": {"db": job(**options)}})), *args)
-
-    return run
+def molibackup(job_cli: Callable[[str], Callable[..., CliRun]]) -> Callable[..., CliRun]:
+    return job_cli("db")
 
 
 def timeline(proxy: EC2Proxy) -> list[str]:

@@ -13,7 +13,7 @@ import pytest
 from molibackup.config import packaged_schema
 from molibackup.ebs.job import MODULE
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 SCHEMA_FILE = ROOT / "schema" / "molibackup.schema.json"
 
 

@@ -36,12 +36,8 @@ MUTATING = {"CreateVolume", "DeleteVolume", "CreateTags", "DeleteSnapshot", "Cre
 
 
 @pytest.fixture
-def molibackup(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., CliRun]:
-    def run(*args: str, settings: dict[str, Any] | None = None, **options: Any) -> CliRun:
-        return run_cli("-c", str(write_config({"global": settings or {},
-                                               "jobs": {"db": job(**options)}})), *args)
-
-    return run
+def molibackup(job_cli: Callable[[str], Callable[..., CliRun]]) -> Callable[..., CliRun]:
+    return job_cli("db")
 
 
 def volume_with(fleet: Fleet, instance: str, name: str, kind: str | None) -> str:

@@ -29,7 +29,7 @@ from molibackup.ebs.backup import copier
 from molibackup.ebs.job import EbsJob, JobContext
 from molibackup.ebs.options import CopyTarget
 from molibackup.jobs import JobResult
-from tests.conftest import CliRun, job
+from tests.conftest import CliRun
 from tests.support.ec2proxy import EC2Proxy, Fault
 from tests.support.emulator import ACCOUNT
 from tests.support.fleet import REGION, Fleet, tags_of
@@ -43,11 +43,8 @@ WORKLOAD_ROLE = f"arn:aws:iam::{WORKLOAD}:role/molibackup"
 
 
 @pytest.fixture
-def run_job(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., CliRun]:
-    def run(*args: str, **options: Any) -> CliRun:
-        return run_cli("-c", str(write_config({"jobs": {"dr": job(**options)}})), *args)
-
-    return run
+def run_job(job_cli: Callable[[str], Callable[..., CliRun]]) -> Callable[..., CliRun]:
+    return job_cli("dr")
 
 
 def client_as(aws_env: Any, region: str, role_arn: str | None = None) -> Any:

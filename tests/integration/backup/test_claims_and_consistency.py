@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import CliRun, job
+from tests.conftest import CliRun
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault
 from tests.support.fleet import CLUSTER, REGION, Fleet, csi_volume, tags_of
 
@@ -22,11 +21,8 @@ Run = Callable[..., CliRun]
 
 
 @pytest.fixture
-def run_job(write_config: Callable[..., Path], run_cli: Run) -> Callable[..., CliRun]:
-    def run(*args: str, **options: Any) -> CliRun:
-        return run_cli("-c", str(write_config({"jobs": {"k8s": job(**options)}})), *args)
-
-    return run
+def run_job(job_cli: Callable[[str], Callable[..., CliRun]]) -> Callable[..., CliRun]:
+    return job_cli("k8s")
 
 
 

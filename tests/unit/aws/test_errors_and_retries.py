@@ -10,8 +10,8 @@ import pytest
 from botocore.parsers import ResponseParserError
 
 from molibackup.aws.clients import backoff_delay, retry_settings
-from molibackup.aws.errors import AwsError, FailureKind
 from molibackup.config import GlobalSettings, default_settings
+from molibackup.errors import AwsError, FailureKind
 
 FINAL, MAYBE_DONE, NOT_SENT = FailureKind.FINAL, FailureKind.MAYBE_DONE, FailureKind.NOT_SENT
 

@@ -15,7 +15,7 @@ from molibackup.ebs.job import EbsJob
 from molibackup.errors import ConfigError
 from tests.conftest import CliRun, job
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def problems_of(path: Path, schema: Path | None = None) -> list[str]:
@@ -278,18 +278,21 @@ def test_a_broken_schema_file_is_a_config_error(
     assert "the schema is not valid JSON" in problems_of(write_config(VALID), schema)[0]
 
 
-# --- the README's examples ----------------------------------------------------------------
+# --- the documentation's examples ----------------------------------------------------------------
 
 
-def readme_configs() -> list[Any]:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    blocks = re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
-    return [pytest.param(block, id=f"readme-example-{i}") for i, block in enumerate(blocks)
-            if re.search(r"^jobs:", block, flags=re.M)]
+def documented_configs() -> list[Any]:
+    found = []
+    for page in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        blocks = re.findall(r"```yaml\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)
+        name = page.relative_to(ROOT).with_suffix("").as_posix().replace("/", "-")
+        found += [pytest.param(block, id=f"{name}-example-{i}") for i, block in enumerate(blocks)
+                  if re.search(r"^jobs:", block, flags=re.M)]
+    return found
 
 
-@pytest.mark.parametrize("text", readme_configs())
-def test_the_readme_examples_are_valid_configs(
+@pytest.mark.parametrize("text", documented_configs())
+def test_the_documented_examples_are_valid_configs(
     write_config: Callable[..., Path], text: str
 ) -> None:
     loaded = config.load(write_config(text))

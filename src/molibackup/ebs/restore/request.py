@@ -1,0 +1,97 @@
+"""What a restore is asked, what it decides, and what it reports: plain records."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING
+
+import boto3
+
+from molibackup.ebs.catalog import SnapshotInfo
+from molibackup.ebs.restore.manifests import ClaimRestore
+from molibackup.ebs.volumes import MadeVolume, VolumeSpec
+
+if TYPE_CHECKING:
+    from mypy_boto3_ec2 import EC2Client
+
+
+@dataclass(frozen=True)
+class RestoreRequest:
+    """What the command line asks for; exactly one of volume, claim, instance, snapshot."""
+
+    volume_id: str | None = None
+    claim: tuple[str, str] | None = None
+    instance_id: str | None = None
+    snapshot_id: str | None = None
+    at: str | None = None
+    from_region: str | None = None
+    zone: str | None = None
+    volume_type: str | None = None
+    iops: int | None = None
+    throughput: int | None = None
+    size_gib: int | None = None
+    kms_key_id: str | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    attach: str | None = None
+    device: str | None = None
+    manifest: str | None = None
+    claim_name: str | None = None
+    namespace: str | None = None
+    storage_class: str | None = None
+    fs_type: str = "ext4"
+    restore_id: str | None = None
+    wait: bool = True
+    wait_timeout: timedelta = timedelta(minutes=15)
+    archive_days: int = 1
+    dry_run: bool = False
+
+
+@dataclass(frozen=True)
+class Planned:
+    """One volume the restore makes, and from what."""
+
+    snapshot: SnapshotInfo
+    spec: VolumeSpec
+    device: str | None = None  # with --attach
+
+
+@dataclass
+class RestoreResult:
+    job: str
+    region: str
+    restore_id: str
+    status: str  # restored, would restore, archive restore started, still restoring
+    planned: list[Planned]
+    run_id: str | None = None
+    volumes: dict[str, MadeVolume] = field(default_factory=dict)  # by snapshot id
+    attached: dict[str, str] = field(default_factory=dict)  # volume id -> device
+    manifest: str | None = None  # the YAML written
+    claim: ClaimRestore | None = None
+    next_step: str = ""
+
+    @property
+    def waiting_for_archive(self) -> bool:
+        return self.status in ("archive restore started", "still restoring")
+
+
+@dataclass(frozen=True)
+class Where:
+    session: boto3.Session
+    client: EC2Client
+    region: str
+    label: str  # "us-west-2", or "eu-central-1 (account 210987654321)" for a copy
+    copy_of: tuple[str, str] | None  # (source region, source account) when from a copy
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Everything a restore decided before its first change."""
+
+    where: Where
+    snapshots: list[SnapshotInfo]
+    run_id: str | None  # an instance's: the run its snapshots come from
+    restore_id: str
+    planned: list[Planned]
+    claim: ClaimRestore | None
