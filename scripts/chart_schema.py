@@ -20,6 +20,13 @@ VALUES_SCHEMA = ROOT / "chart" / "values.schema.json"
 NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 STRING_MAP = {"type": "object", "additionalProperties": {"type": "string"}}
 DURATION = {"type": "string", "pattern": "^[1-9][0-9]{0,5}[mhd]$"}
+#: A CronJob schedule: five cron fields (numbers, ranges, steps, lists, *, ?, month and day
+#: names), or a macro such as @daily. "every day" is refused at install, not at 4 a.m.
+_CRON_ITEM = r"(\*|\?|[0-9]{1,2}(-[0-9]{1,2})?|[A-Za-z]{3}(-[A-Za-z]{3})?)(/[0-9]{1,2})?"
+_CRON_FIELD = rf"{_CRON_ITEM}(,{_CRON_ITEM})*"
+CRON = {"type": "string",
+        "pattern": rf"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly)"
+                   rf"|{_CRON_FIELD}( +{_CRON_FIELD}){{4}})$"}
 
 
 def job_settings() -> dict[str, Any]:
@@ -71,8 +78,8 @@ def build() -> dict[str, Any]:
         "additionalProperties": False,
         "required": ["schedule", "config"],
         "properties": {
-            "schedule": {"type": "string", "minLength": 1,
-                         "description": "Cron schedule, such as \"0 4 * * *\"."},
+            "schedule": {**CRON, "description": "Cron schedule (five fields, or a macro such "
+                                                "as @daily), such as \"0 4 * * *\"."},
             "suspend": {"type": "boolean", "description": "Suspend the CronJob."},
             "shards": {"type": "integer", "minimum": 1, "maximum": 100,
                        "description": "Spread the job's targets (accounts x regions) over this "
@@ -88,9 +95,8 @@ def build() -> dict[str, Any]:
                 "description": "A second CronJob running `molibackup verify --job <job>`, which "
                                "proves the job's newest backups restore (how: config.verify).",
                 "properties": {
-                    "schedule": {"type": "string", "minLength": 1,
-                                 "description": "Cron schedule of the verification, such as "
-                                                "\"0 6 * * 0\"."},
+                    "schedule": {**CRON, "description": "Cron schedule of the verification, "
+                                                        "such as \"0 6 * * 0\"."},
                     "suspend": {"type": "boolean", "description": "Suspend that CronJob."},
                     "verifiedWithin": {**DURATION, "description": "With prometheusRule: alert "
                                        "when a volume's newest backup was not verified for "

@@ -76,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("-c", "--config", metavar="FILE", default=argparse.SUPPRESS,
                          help="configuration file (as before the command)")
         sub.add_argument("--job", action="append", dest="command_jobs", default=[],
-                         metavar="NAME", help=f"{name} only this job (repeatable)")
+                         metavar="NAME",
+                         help=command.job_help or f"{name} only this job (repeatable)")
         sub.add_argument("--log-format", choices=["text", "json"], default=argparse.SUPPRESS,
                          help="log as text or JSON lines (as before the command)")
         command.add_arguments(sub)

@@ -250,6 +250,10 @@ def config_with(**options: Any) -> dict[str, Any]:
         pytest.param(bad({"schedule": "0 4 * * *", "config": {"module": "ebs-snapshot"}}),
                      "aws_region", id="job-without-aws_region"),
         pytest.param(bad({"config": web_job()["config"]}), "schedule", id="without-schedule"),
+        pytest.param(bad(web_job(schedule="every day")), "schedule", id="schedule-in-words"),
+        pytest.param(bad(web_job(schedule="0 4 * *")), "schedule", id="schedule-of-4-fields"),
+        pytest.param(bad(web_job(verify={"schedule": "weekly"})), "schedule",
+                     id="verify-schedule-in-words"),
         pytest.param(bad(config_with(retension=3)), "retension", id="unknown-job-option"),
         pytest.param(bad(config_with(retention=-3)), "retention", id="negative-retention"),
         pytest.param(bad(config_with(module="rsync")), "module", id="unknown-module"),
@@ -266,6 +270,20 @@ def test_the_values_schema_refuses_bad_values(values: dict[str, Any], expected: 
     with helm_python.Chart.load(CHART) as chart, pytest.raises(
             helm_python.HelmValuesError, match=expected):
         chart.validate_schema(values)
+
+
+@pytest.mark.parametrize("schedule", ["0 4 * * *", "*/15 * * * *", "0 4 * * MON-FRI",
+                                      "30 2 1,15 * *", "0 0 ? JAN,JUL SUN", "@daily"])
+def test_the_values_schema_takes_cron_schedules(schedule: str) -> None:
+    with helm_python.Chart.load(CHART) as chart:
+        chart.validate_schema({"jobs": {"web-daily": web_job(
+            schedule=schedule, verify={"schedule": schedule})}})
+
+
+def test_the_notes_list_the_verify_cronjobs_too() -> None:
+    text = notes({"jobs": {"web-daily": web_job(verify={"schedule": "0 6 * * 0"})}})
+    assert "rel-molibackup-web-daily-verify" in text
+    assert '"0 6 * * 0"' in text
 
 
 def test_the_readme_example_values_are_valid() -> None:

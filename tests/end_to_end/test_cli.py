@@ -275,3 +275,11 @@ def test_an_unknown_region_passes_validate_with_a_warning_naming_the_closest(
     (warning,) = [line for line in result.stderr.splitlines() if "WARNING" in line]
     assert "jobs.web.aws_region: us-west-99 is not a region" in warning
     assert "did you mean us-west-" in warning
+
+
+def test_restore_help_says_it_takes_exactly_one_job() -> None:
+    result = molibackup("restore", "--help")
+    assert result.returncode == 0
+    job_line = next(line for line in result.stdout.splitlines() if "--job NAME " in line)
+    assert "exactly one" in job_line
+    assert "repeatable" not in job_line

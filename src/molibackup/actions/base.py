@@ -47,3 +47,6 @@ class Command:
     description: str
     add_arguments: Callable[[argparse.ArgumentParser], None]
     run: Callable[[Invocation], Outcome]
+    #: What its --job means: "only this job (repeatable)", unless the command needs exactly
+    #: one job, and says so here.
+    job_help: str | None = None

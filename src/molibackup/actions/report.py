@@ -140,7 +140,14 @@ def table(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def gib(value: float | None) -> str:
-    return "-" if value is None else f"{value / GIB:.2f} GiB"
+    """A size as people read it: GiB from 1 GiB on, MiB or KiB below (a small volume's
+    few megabytes are not 0.00 GiB)."""
+    if value is None:
+        return "-"
+    for unit, size in (("GiB", GIB), ("MiB", 1024**2), ("KiB", 1024)):
+        if value >= size:
+            return f"{value / size:.2f} {unit}"
+    return f"{value:.0f} B"
 
 
 def as_text(reports: list[JobReport], _now: datetime) -> str:

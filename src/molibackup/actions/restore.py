@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import sys
 from pathlib import Path
+from string import ascii_lowercase
 from typing import Any
 
 from molibackup.actions.base import Command, Invocation, Outcome, Status
@@ -24,7 +26,7 @@ from molibackup.actions.targets import (
     namespace_name,
     object_name,
 )
-from molibackup.ebs.restore.request import RestoreRequest, RestoreResult
+from molibackup.ebs.restore.request import Planned, RestoreRequest, RestoreResult
 from molibackup.ebs.restore.restoring import restore
 from molibackup.errors import JobError, Refusal, UsageError
 
@@ -170,19 +172,37 @@ def run(invocation: Invocation) -> Outcome:
                          "with --account and --region")
     context = contexts[0]
     log = context.log
-    with invocation.interruption.installed():
+    if request.manifest not in (None, "-"):
+        check_writable(Path(str(request.manifest)))
+    interruption = invocation.interruption
+    with interruption.installed():
         try:
             result = restore(context, request)
         except JobError as exc:
             log.error(f"job {context.job.name}: {exc}")
-            return Outcome(Status.FAILED)
+            return Outcome(Status.FAILED, interrupted_by=interruption.signal_number)
     if result.manifest is not None and request.manifest and not request.dry_run:
         write_manifest(request.manifest, result.manifest, log)
     result.next_step = result.next_step or next_step(result, request)
     show(result, request, args.output, log)
+    if interruption.requested:
+        return Outcome(Status.FAILED, interrupted_by=interruption.signal_number)
     if result.waiting_for_archive:
         return Outcome(Status.COME_BACK_LATER)
     return Outcome(Status.OK)
+
+
+def check_writable(path: Path) -> None:
+    """Refused before anything is made: a manifest that could not be written."""
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise Refusal(f"--manifest {path}: is a directory; give a file name (or - for "
+                      "standard output)")
+    if not folder.is_dir():
+        raise Refusal(f"--manifest {path}: no such directory {folder}")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise Refusal(f"--manifest {path}: not writable; give another path (or - for "
+                      "standard output)")
 
 
 def write_manifest(where: str, text: str, log: Any) -> None:
@@ -202,16 +222,32 @@ def write_manifest(where: str, text: str, log: Any) -> None:
 def next_step(result: RestoreResult, request: RestoreRequest) -> str:
     if request.dry_run:
         return "run the same command without --dry-run to restore"
-    volumes = ", ".join(v.volume_id for v in result.volumes.values())
     if result.claim is not None and request.manifest:
         target = "the manifest above" if request.manifest == "-" else request.manifest
         return (f"kubectl apply -f {target} (to restore over the original claim, delete it "
                 f"first: kubectl delete pvc -n {result.claim.namespace} "
                 f"{result.claim.claim_name})")
     if result.attached:
-        return f"mount it on {request.attach}: {volumes} attached"
-    return (f"attach it: molibackup restore with the same options and --attach INSTANCE, or "
-            f"aws ec2 attach-volume --volume-id {volumes} --instance-id INSTANCE --device DEV")
+        attached = ", ".join(f"{volume} as {device}" for volume, device in result.attached.items())
+        return f"mount it on {request.attach}: {attached} attached"
+    return ("attach it: run the same molibackup restore with --attach INSTANCE_ID, or "
+            + " && ".join(attach_commands(result)))
+
+
+def attach_commands(result: RestoreResult) -> list[str]:
+    """One `aws ec2 attach-volume` per volume made, each pasteable once INSTANCE_ID is
+    the instance's id: the region from the volume's zone, the device it was recorded on."""
+    commands = []
+    for item in result.planned:
+        made = result.volumes.get(item.snapshot.snapshot_id)
+        if made is None:
+            continue
+        shape = item.snapshot.shape
+        device = shape.devices[0][1] if shape is not None and shape.devices else "/dev/sdf"
+        commands.append(f"aws ec2 attach-volume --region {made.zone.rstrip(ascii_lowercase)} "
+                        f"--volume-id {made.volume_id} --instance-id INSTANCE_ID "
+                        f"--device {device}")
+    return commands
 
 
 def show(result: RestoreResult, request: RestoreRequest, output: str, log: Any) -> None:
@@ -252,8 +288,8 @@ def as_document(result: RestoreResult, request: RestoreRequest) -> dict[str, Any
             "size_gib": item.spec.size_gib,
             "iops": item.spec.iops,
             "throughput": item.spec.throughput,
-            "attached_to": request.attach if item.device else None,
-            "device": item.device,
+            "attached_to": attached_to(result, request, item),
+            "device": device_of(result, request, item),
         } for item in result.planned],
         "claim": ({"namespace": result.claim.namespace, "name": result.claim.claim_name,
                    "persistent_volume": result.claim.pv_name}
@@ -261,6 +297,19 @@ def as_document(result: RestoreResult, request: RestoreRequest) -> dict[str, Any
         "manifest": request.manifest if result.manifest is not None else None,
         "next_step": result.next_step,
     }
+
+
+def attached_to(result: RestoreResult, request: RestoreRequest, item: Planned) -> str | None:
+    """The instance the volume is attached to (or, in a dry run, would be)."""
+    return request.attach if device_of(result, request, item) else None
+
+
+def device_of(result: RestoreResult, request: RestoreRequest, item: Planned) -> str | None:
+    """The device EC2 shows for the attachment; in a dry run, the device planned."""
+    if request.dry_run:
+        return item.device
+    made = result.volumes.get(item.snapshot.snapshot_id)
+    return result.attached.get(made.volume_id) if made is not None else None
 
 
 def render_text(document: dict[str, Any]) -> str:
@@ -289,4 +338,5 @@ COMMAND = Command(
                 "often it is run. Exit status 0 restored, 1 a command-line or config "
                 "problem (nothing changed), 2 the restore failed, 75 the snapshot is coming "
                 "back from the archive tier: run the same command again later.",
-    add_arguments=add_arguments, run=run)
+    add_arguments=add_arguments, run=run,
+    job_help="the job whose snapshots to restore (exactly one)")

@@ -16,7 +16,8 @@ from typing import Any
 
 from molibackup.actions.base import Command, Invocation, Outcome, Status
 from molibackup.actions.options import positive
-from molibackup.actions.targets import job_contexts
+from molibackup.actions.targets import Placed, job_contexts
+from molibackup.ebs.catalog import owned_snapshot
 from molibackup.ebs.verify.verification import (
     JobVerification,
     Verification,
@@ -24,7 +25,7 @@ from molibackup.ebs.verify.verification import (
     VerifyRequest,
     verify_job,
 )
-from molibackup.errors import MolibackupError
+from molibackup.errors import JobError, MolibackupError, Refusal
 from molibackup.observe import JobRun
 from molibackup.observe.metrics import VerifyRun, VolumeVerified, publish_verification
 
@@ -54,8 +55,11 @@ def run(invocation: Invocation) -> Outcome:
                             dry_run=dry_run)
     results: list[JobVerification] = []
     interruption = invocation.interruption
+    placed_jobs: list[Placed] = list(job_contexts(invocation))
+    if args.snapshot is not None:
+        placed_jobs = [owner_of(args.snapshot, placed_jobs)]
     with interruption.installed():
-        for placed in job_contexts(invocation):
+        for placed in placed_jobs:
             context = placed.context
             if interruption.requested:
                 break
@@ -81,6 +85,24 @@ def run(invocation: Invocation) -> Outcome:
     if interruption.requested:
         return Outcome(Status.FAILED, interrupted_by=interruption.signal_number)
     return Outcome.of(all(result.ok for result in results))
+
+
+def owner_of(snapshot_id: str, placed: list[Placed]) -> Placed:
+    """The job (in its target) whose snapshot this is. A snapshot of none of them is the
+    user's input: a Refusal, before anything is read or changed."""
+    unreadable = []
+    for each in placed:
+        try:
+            if owned_snapshot(each.context, snapshot_id) is not None:
+                return each
+        except MolibackupError as exc:  # that target cannot be read: say so, if no other has it
+            unreadable.append(f"job {each.context.job.name}: {exc}")
+    if unreadable:
+        raise JobError(f"snapshot {snapshot_id} was not found, and not every job could be "
+                       f"searched: {'; '.join(unreadable)}")
+    names = ", ".join(dict.fromkeys(each.context.job.name for each in placed))
+    raise Refusal(f"snapshot {snapshot_id} is not a snapshot of any job ({names}): check the "
+                  "id with `molibackup snapshots`")
 
 
 def metrics_of(result: JobVerification) -> VerifyRun:
@@ -111,10 +133,19 @@ def document(results: list[JobVerification]) -> dict[str, Any]:
         "verifications": [{
             "volume_id": v.volume_id, "name": v.volume_name, "snapshot_id": v.snapshot_id,
             "method": v.method, "status": status_of(v), "content": v.content or None,
-            "blocks_checked": v.checked, "blocks_written": v.written,
+            "blocks_checked": v.checked, "blocks_read": v.read, "blocks_written": v.written,
             "seconds": round(v.seconds, 3), "detail": v.detail,
         } for v in result.verifications],
     } for result in results]}
+
+
+def clip(text: str, width: int) -> str:
+    """At most `width` characters, cut between words, with an ellipsis when cut."""
+    if len(text) <= width:
+        return text
+    cut = text[:width - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > width // 2 else cut).rstrip(" ,;:") + "…"
 
 
 def show(results: list[JobVerification], output: str) -> None:
@@ -127,11 +158,12 @@ def show(results: list[JobVerification], output: str) -> None:
     rows: list[tuple[str, ...]] = []
     for result in results:
         for error in result.errors:
-            rows.append((result.job, "-", "-", "-", "-", "ERROR", error[:80], "-", "-"))
+            rows.append((result.job, "-", "-", "-", "-", "ERROR", clip(error, 80), "-", "-"))
         for v in result.verifications:
-            rows.append((result.job, v.volume_id, v.volume_name[:32], v.snapshot_id or "-",
-                         v.method, status_of(v), (v.content or v.detail)[:60],
-                         f"{v.checked}/{v.asked}" if v.method == "blocks" else "-",
+            rows.append((result.job, v.volume_id, clip(v.volume_name, 32),
+                         v.snapshot_id or "-", v.method, status_of(v),
+                         clip(v.content or v.detail, 60),
+                         f"{v.read}/{v.written}" if v.method == "blocks" and v.written else "-",
                          f"{v.seconds:.1f}"))
         if not result.verifications and not result.errors:
             rows.append((result.job, "-", "-", "-", "-", "nothing due", "-", "-", "-"))

@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from molibackup import retention
-from molibackup.aws.clients import paginate
+from molibackup.aws.clients import ec2_client, paginate
+from molibackup.ebs.job import JobContext
 from molibackup.ebs.tags import (
     CLAIM_NAME_TAG,
     CLAIM_NAMESPACE_TAG,
@@ -139,6 +140,14 @@ def describe_snapshot(client: EC2Client, snapshot_id: str) -> SnapshotInfo | Non
             return None
         raise
     return SnapshotInfo.of(answer[0]) if answer else None
+
+
+def owned_snapshot(context: JobContext, snapshot_id: str) -> SnapshotInfo | None:
+    """The snapshot, if it exists in the job's target and is the job's own."""
+    job = context.job
+    found = describe_snapshot(ec2_client(job.session(), job.region, context.settings),
+                              snapshot_id)
+    return found if found is not None and is_owned_by(found.tags, job.name) else None
 
 
 def newest_first(snapshots: Iterable[SnapshotInfo]) -> list[SnapshotInfo]:

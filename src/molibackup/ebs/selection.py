@@ -71,10 +71,13 @@ def cluster_of(tags: Mapping[str, str]) -> str | None:
 
 
 class Selector:
-    def __init__(self, options: Options, client: EC2Client, log: Logger) -> None:
+    def __init__(self, options: Options, client: EC2Client, log: Logger,
+                 purpose: str = "the job selects") -> None:
         self.options = options
         self.client = client
         self.log = log
+        #: How the found volumes are named in the log: only the backup run backs them up.
+        self.purpose = purpose
         #: The root device name of each instance seen, such as /dev/xvda.
         self.root_devices: dict[str, str | None] = {}
 
@@ -121,7 +124,7 @@ class Selector:
                 volumes.extend(self.attached_volumes(raw, batch))
         unique = {volume.volume_id: volume for volume in volumes}
         volumes = [unique[key] for key in sorted(unique)]
-        self.log.info(f"found {len(volumes)} volume(s) to back up")
+        self.log.info(f"found {len(volumes)} volume(s) {self.purpose}")
         for volume in volumes:
             where = (f"attached to {', '.join(volume.instance_ids)}" if volume.instance_ids
                      else "not attached")

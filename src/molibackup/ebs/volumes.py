@@ -160,13 +160,15 @@ class VolumeMaker:
             time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
 
     def attach(self, volume: MadeVolume, instance_id: str, device: str) -> str:
-        """Attach (once): a volume already attached to that instance stays as it is."""
+        """Attach (once): a volume already attached to that instance stays as it is. The device
+        returned is the one EC2 shows for the attachment."""
         for instance, attached_as in volume.attachments:
             if instance == instance_id:
                 self.log.info(f"volume {volume.volume_id} is already attached to {instance_id} "
                               f"as {attached_as}")
                 return attached_as
-        self.clients.main.attach_volume(VolumeId=volume.volume_id, InstanceId=instance_id,
-                                        Device=device)
-        self.log.info(f"attached volume {volume.volume_id} to {instance_id} as {device}")
-        return device
+        answer = self.clients.main.attach_volume(VolumeId=volume.volume_id,
+                                                 InstanceId=instance_id, Device=device)
+        shown = str(answer.get("Device") or device)  # the device EC2 records, not our plan
+        self.log.info(f"attached volume {volume.volume_id} to {instance_id} as {shown}")
+        return shown

@@ -232,3 +232,14 @@ def test_the_backup_run_pushes_tiers_and_orphans(fleet: Fleet, molibackup: Any) 
         assert gateway.value("molibackup_report_orphaned_volumes",
                              molibackup_command="report") == 1
         assert gateway.value("molibackup_report_snapshot_quota") == 100_000
+
+
+def test_the_read_only_commands_never_say_they_back_up(fleet: Fleet, molibackup: Any) -> None:
+    fleet.instance({"Backup": "daily"}, {"data": {}})
+    backup = molibackup(instance_tag="Backup=daily")
+    assert backup.status == 0, backup.log
+    assert "volume(s) to back up" in backup.log
+    for command in (("check",), ("snapshots",), ("report",), ("verify", "--dry-run")):
+        result = molibackup(*command, instance_tag="Backup=daily")
+        assert "to back up" not in result.log, command
+        assert "volume(s) the job selects" in result.log, command

@@ -9,6 +9,10 @@ once: "still restoring" is played by setting the tiering status in the emulator'
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +24,8 @@ from moto.ec2.models.elastic_block_store import EBSBackend
 
 from molibackup.actions.restore import PERMISSIONS
 from tests.conftest import CliRun
-from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy
+from tests.support.cli import executable
+from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault
 from tests.support.emulator import Emulator
 from tests.support.fleet import REGION, Fleet, csi_volume, tags_of
 
@@ -512,3 +517,151 @@ def test_a_restore_calls_exactly_the_permissions_of_the_restore_policy(
                   f"{action}" for action, _ in proxy.state.requests}
     # Tags given at creation (CreateVolume's TagSpecifications) need ec2:CreateTags.
     assert called - {"sts:GetCallerIdentity"} | {"ec2:CreateTags"} == PERMISSIONS
+
+
+# --- trust at the edges ---------------------------------------------------------------------
+
+
+def held(proxy: EC2Proxy, action: str) -> tuple[threading.Event, threading.Event]:
+    """(a call of `action` has arrived, let it go on): the proxy holds it until released."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(seen: str, _: dict[str, str]) -> Fault | None:
+        if seen == action:
+            arrived.set()
+            release.wait(timeout=60)
+        return None
+
+    proxy.state.fault_rules.append(hold)
+    return arrived, release
+
+
+@pytest.mark.parametrize("case", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
+                         ids=["SIGTERM", "SIGINT"])
+def test_a_signal_while_deciding_makes_no_volume_and_a_rerun_makes_exactly_one(
+    fleet: Fleet, write_config: Callable[..., Path], proxy: EC2Proxy, ec2: Any,
+    case: tuple[int, int]
+) -> None:
+    signum, status = case
+    web = fleet.instance({"Backup": "daily"}, {"data": {}})
+    config = write_config({"jobs": {"db": {"module": "ebs-snapshot", "aws_region": REGION,
+                                           "instance_tag": "Backup=daily"}}})
+    command = [executable(), "-c", str(config), "restore", "--job", "db", "--volume",
+               web.volumes["data"]]
+    assert subprocess.run([executable(), "-c", str(config)], capture_output=True,
+                          check=False).returncode == 0
+    proxy.state.reset_counts()
+    arrived, release = held(proxy, "DescribeAvailabilityZones")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    try:
+        assert arrived.wait(timeout=60), "the restore asked for the zones"
+        process.send_signal(signum)
+        time.sleep(0.5)
+    finally:
+        release.set()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == status, err
+    assert not MUTATING & set(proxy.calls), proxy.calls
+    assert restored_volumes(ec2) == []
+    assert ": interrupted" in out
+    proxy.state.fault_rules.clear()
+    for _ in range(2):
+        again = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert again.returncode == 0, again.stderr
+    assert len(restored_volumes(ec2)) == 1
+
+
+def test_the_device_reported_is_the_one_ec2_shows_when_run_again(
+    fleet: Fleet, molibackup: Any, ec2: Any
+) -> None:
+    web = fleet.instance({"Backup": "daily"}, {"data": {}})
+    assert molibackup(instance_tag="Backup=daily").status == 0
+    args = ("restore", "--job", "db", "--volume", web.volumes["data"], "--attach",
+            web.instance_id, "--output", "json")
+    first = molibackup(*args, instance_tag="Backup=daily")
+    assert first.status == 0, first.log
+    (made,) = restored_volumes(ec2)
+    shown = made["Attachments"][0]["Device"]
+    for again in (molibackup(*args, instance_tag="Backup=daily"),
+                  molibackup(*args, "--device", "/dev/sdp", instance_tag="Backup=daily")):
+        assert again.status == 0, again.log
+        (volume,) = json.loads(again.out)["volumes"]
+        assert (volume["attached_to"], volume["device"]) == (web.instance_id, shown)
+    text = molibackup(*args[:-2], "--device", "/dev/sdp", instance_tag="Backup=daily")
+    assert f"attached to {web.instance_id} as {shown}" in text.out
+    assert "/dev/sdp" not in text.out
+
+
+def test_the_attach_hint_is_one_pasteable_command_per_volume(
+    fleet: Fleet, molibackup: Any
+) -> None:
+    web = fleet.instance({"Backup": "daily"}, {"data": {}, "logs": {}})
+    assert molibackup(instance_id=web.instance_id, consistency="instance").status == 0
+    result = molibackup("restore", "--job", "db", "--instance", web.instance_id, "--output",
+                        "json", instance_id=web.instance_id, consistency="instance")
+    assert result.status == 0, result.log
+    document = json.loads(result.out)
+    made = [v["volume_id"] for v in document["volumes"]]
+    commands = document["next_step"].split(", or ", 1)[1].split(" && ")
+    assert len(commands) == len(made) >= 2
+    for command, volume_id in zip(commands, made, strict=True):
+        words = command.split()
+        assert words[:3] == ["aws", "ec2", "attach-volume"]
+        assert words[words.index("--volume-id") + 1] == volume_id
+        assert words[words.index("--region") + 1] == REGION
+        assert "," not in command
+
+
+@pytest.mark.parametrize("where", ["no-such-dir/m.yaml", "."])
+def test_a_manifest_that_cannot_be_written_is_refused_before_any_volume(
+    fleet: Fleet, molibackup: Any, proxy: EC2Proxy, tmp_path: Path, where: str
+) -> None:
+    volume = csi_volume(fleet, "payments", "db-0", attach_to=fleet.instance({}).instance_id)
+    assert molibackup(persistent_volume_claims={"namespaces": ["payments"]}).status == 0
+    proxy.state.reset_counts()
+    result = molibackup("restore", "--job", "db", "--claim", "payments/db-0", "--manifest",
+                        str(tmp_path / where),
+                        persistent_volume_claims={"namespaces": ["payments"]})
+    assert result.status == 1, result.log
+    assert "--manifest" in result.log
+    assert not MUTATING & set(proxy.calls)
+    assert restored_volumes(fleet.client) == []
+    assert volume
+
+
+@pytest.mark.parametrize(("option", "expected"), [
+    (("--volume-type", "gp2", "--iops", "4000"), "--iops: a gp2 volume takes no IOPS"),
+    (("--volume-type", "io2", "--throughput", "250", "--iops", "4000"),
+     "--throughput: a io2 volume takes no throughput"),
+    (("--volume-type", "st1", "--size", "125", "--throughput", "250"),
+     "--throughput: a st1 volume takes no throughput"),
+], ids=["iops-on-gp2", "throughput-on-io2", "throughput-on-st1"])
+def test_an_option_the_volume_type_cannot_take_is_refused_not_dropped(
+    fleet: Fleet, molibackup: Any, proxy: EC2Proxy, option: tuple[str, ...], expected: str
+) -> None:
+    web = fleet.instance({"Backup": "daily"}, {"data": {}})
+    assert molibackup(instance_tag="Backup=daily").status == 0
+    proxy.state.reset_counts()
+    result = molibackup("restore", "--job", "db", "--volume", web.volumes["data"], *option,
+                        instance_tag="Backup=daily")
+    assert result.status == 1, result.log
+    assert expected in result.log
+    assert not MUTATING & set(proxy.calls)
+
+
+def test_a_recorded_setting_the_new_type_cannot_take_is_said_in_one_line(
+    fleet: Fleet, molibackup: Any, ec2: Any
+) -> None:
+    web = fleet.instance({"Backup": "daily"})
+    data = fleet.volume({"Name": "data"}, VolumeType="gp3", Iops=4000, Throughput=250)
+    fleet.client.attach_volume(VolumeId=data, InstanceId=web.instance_id, Device="/dev/sdf")
+    assert molibackup(instance_tag="Backup=daily").status == 0
+    result = molibackup("restore", "--job", "db", "--volume", data,
+                        "--volume-type", "gp2", instance_tag="Backup=daily")
+    assert result.status == 0, result.log
+    warnings = [line for line in result.log.splitlines() if "does not take" in line]
+    assert len(warnings) == 1
+    assert "IOPS 4000 and MiB/s throughput 250" in warnings[0]
+    (made,) = restored_volumes(ec2)
+    assert made["VolumeType"] == "gp2"

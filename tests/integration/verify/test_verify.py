@@ -296,3 +296,35 @@ def test_verify_options_are_validated(write_config: Callable[..., Path], run_cli
     assert "jobs.db.verify.method: must be one of: blocks, volume" in result.log
     assert "jobs.db.verify.blocks: must be a whole number between 1 and 1000" in result.log
     assert "jobs.db.verify.every: must be a duration" in result.log
+
+
+@pytest.mark.parametrize("whose", ["no such snapshot", "another job's", "made by hand"])
+def test_a_snapshot_of_no_job_is_the_user_s_input_one_line_and_exit_1(
+    fleet: Fleet, write_config: Callable[..., Path], run_cli: Run, whose: str
+) -> None:
+    instance = fleet.instance({"Backup": "daily"}).instance_id
+    volume = fleet.attached_volume(instance, {"Name": "data"})
+    snapshot = {"no such snapshot": lambda: "snap-0123456789abcdef0",
+                "another job's": lambda: fleet.job_snapshot(volume, "elsewhere", 1),
+                "made by hand": lambda: fleet.snapshot(volume)}[whose]()
+    config = write_config({"jobs": {name: job(instance_tag="Backup=daily")
+                                    for name in ("db", "web")}})
+    result = run_cli("-c", str(config), "verify", "--snapshot", snapshot)
+    assert result.status == 1, result.log
+    errors = [line for line in result.log.splitlines() if " ERROR " in line]
+    assert len(errors) == 2, result.log  # the refusal, then "nothing was done"
+    assert f"snapshot {snapshot} is not a snapshot of any job (db, web)" in errors[0]
+    assert errors[1].endswith("nothing was done")
+
+
+def test_a_snapshot_is_verified_by_its_own_job_alone(
+    fleet: Fleet, write_config: Callable[..., Path], run_cli: Run, backed_up: dict[str, str]
+) -> None:
+    snapshot = snapshot_of(fleet, backed_up["ext4"])["SnapshotId"]
+    config = write_config({"jobs": {"web": job(instance_tag="Role=web", allow_empty=True),
+                                    "db": job(**OPTIONS)}})
+    result = run_cli("-c", str(config), "verify", "--snapshot", snapshot, "--output", "json")
+    assert result.status == 0, result.log
+    (only,) = json.loads(result.out)["jobs"]
+    assert only["job"] == "db"
+    assert [v["snapshot_id"] for v in only["verifications"]] == [snapshot]

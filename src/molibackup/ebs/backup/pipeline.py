@@ -159,7 +159,7 @@ class Backup:
                ) -> tuple[list[Volume], dict[str, str | None]]:
         """The volumes to back up, and the root device of each instance seen."""
         instance_id = self.job.instance_id(log)
-        selector = Selector(self.options, client, log)
+        selector = Selector(self.options, client, log, purpose="to back up")
         volumes = selector.select(instance_id)
         if not volumes:
             what = selector.describe(instance_id)

@@ -35,7 +35,7 @@ from molibackup.ebs.tags import (
     RESTORED_FROM_VOLUME_TAG,
     VolumeShape,
 )
-from molibackup.ebs.volumes import IOPS_TYPES, VolumeSpec, free_device
+from molibackup.ebs.volumes import IOPS_TYPES, THROUGHPUT_TYPES, VolumeSpec, free_device
 from molibackup.errors import AwsError, Refusal
 
 
@@ -203,9 +203,25 @@ class Planner:
             raise self.problem(f"snapshot {snapshot.snapshot_id} records no volume type and "
                                f"its volume {snapshot.volume_id} no longer exists: give "
                                "--volume-type (gp3, gp2, io2 ...)")
+        if request.iops is not None and volume_type not in IOPS_TYPES:
+            raise self.problem(f"--iops: a {volume_type} volume takes no IOPS setting (only "
+                               f"{', '.join(sorted(IOPS_TYPES))} do); leave --iops out or give "
+                               "--volume-type")
+        if request.throughput is not None and volume_type not in THROUGHPUT_TYPES:
+            raise self.problem(f"--throughput: a {volume_type} volume takes no throughput "
+                               "setting (only gp3 does); leave --throughput out or give "
+                               "--volume-type gp3")
         iops = request.iops if request.iops is not None else shape.iops
         if volume_type in ("io1", "io2") and iops is None:
             raise self.problem(f"a {volume_type} volume needs its IOPS: give --iops")
+        dropped = [f"{what} {value}" for what, value, takes in (
+            ("IOPS", shape.iops, IOPS_TYPES), ("MiB/s throughput", shape.throughput,
+                                               THROUGHPUT_TYPES))
+            if value is not None and volume_type not in takes]
+        if dropped:
+            self.log.warning(f"snapshot {snapshot.snapshot_id}: its volume had "
+                             f"{' and '.join(dropped)}, which a {volume_type} volume does not "
+                             "take: the new volume has the type's own")
         size = request.size_gib if request.size_gib is not None else max(
             snapshot.size_gib, shape.size_gib or 0)
         if size < snapshot.size_gib:
@@ -215,8 +231,8 @@ class Planner:
         return VolumeSpec(
             snapshot_id=snapshot.snapshot_id, zone=zone, volume_type=volume_type,
             size_gib=size, iops=iops if volume_type in IOPS_TYPES else None,
-            throughput=(request.throughput if request.throughput is not None
-                        else shape.throughput),
+            throughput=((request.throughput if request.throughput is not None
+                         else shape.throughput) if volume_type in THROUGHPUT_TYPES else None),
             kms_key_id=request.kms_key_id,
             tags=self.volume_tags(snapshot, restore_id, claim),
             client_token=f"{restore_id}-{snapshot.snapshot_id}"[:64])

@@ -66,14 +66,24 @@ class Restore:
         maker = VolumeMaker(clients, SendOnce(max_attempts(self.settings), self.stop,
                                               self.log), self.log)
         for item in planned:
+            if self.stop.is_set():
+                return self.interrupted(result)
             result.volumes[item.snapshot.snapshot_id] = maker.make(item.spec, restore_id)
         result.status = "restored"
         if self.request.wait:
-            ready = maker.wait_available([v.volume_id for v in result.volumes.values()],
-                                         self.request.wait_timeout.total_seconds(), self.stop)
+            try:
+                ready = maker.wait_available([v.volume_id for v in result.volumes.values()],
+                                             self.request.wait_timeout.total_seconds(),
+                                             self.stop)
+            except JobError:
+                if self.stop.is_set():
+                    return self.interrupted(result)
+                raise
             result.volumes = {snap: ready[v.volume_id] for snap, v in result.volumes.items()}
             if self.request.attach:
                 for item in planned:
+                    if self.stop.is_set():
+                        return self.interrupted(result)
                     volume = result.volumes[item.snapshot.snapshot_id]
                     result.attached[volume.volume_id] = maker.attach(
                         volume, self.request.attach, str(item.device))
@@ -81,6 +91,16 @@ class Restore:
             volume = result.volumes[planned[0].snapshot.snapshot_id]
             result.claim = replace(claim, volume_id=volume.volume_id)
             result.manifest = render(result.claim)
+        return result
+
+    def interrupted(self, result: RestoreResult) -> RestoreResult:
+        """A signal came: nothing more is started; what was made is reported, and the same
+        command run again goes on from there (it finds its volumes by the restore id)."""
+        result.status = "interrupted"
+        result.next_step = ("run the same command again: it uses the volumes this restore "
+                            "made and makes only what is missing")
+        self.log.warning(f"restore {result.restore_id} interrupted: {len(result.volumes)} of "
+                         f"{len(result.planned)} volume(s) made, nothing more started")
         return result
 
     def from_archive(self, where: Where, archived: list[SnapshotInfo],
@@ -106,6 +126,8 @@ class Restore:
             elif self.request.dry_run:
                 self.log.info(f"dry run: would restore snapshot {snapshot.snapshot_id} from "
                               f"the archive tier for {self.request.archive_days} day(s) first")
+            elif self.stop.is_set():
+                continue
             else:
                 where.client.restore_snapshot_tier(
                     SnapshotId=snapshot.snapshot_id,

@@ -69,6 +69,7 @@ class Verification:
     checked: int = 0  # random blocks checked
     asked: int = 0  # random blocks asked for
     written: int = 0  # written blocks of the snapshot
+    read: int = 0  # blocks read and checked, the first ones included
     seconds: float = 0.0
     detail: str = ""
     dry_run: bool = False
@@ -227,6 +228,7 @@ class Verifier:
             raise BlockError(f"its first blocks hold no filesystem molibackup recognises "
                              f"({content.describe()}) and verify.require_filesystem is set")
         outcome.ok = True
+        outcome.read = len(reader.read_blocks)
         outcome.detail = (f"{content.describe()}, {len(reader.read_blocks)} block(s) of "
                           f"{blocks.block_size // 1024} KiB read and checked of "
                           f"{outcome.written} written")
