@@ -81,6 +81,7 @@ docs: $(STAMP)
 	$(BIN)/python scripts/config_reference.py --write docs/reference/configuration.md
 	$(BIN)/python scripts/retention_example.py --write docs/how-to/backups.md
 	$(BIN)/python scripts/metrics_reference.py --write docs/reference/metrics.md
+	$(BIN)/python scripts/iam_reference.py --write docs/reference/iam.md
 
 lock: $(STAMP)
 	$(BIN)/pip install --quiet uv

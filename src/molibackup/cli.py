@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import gc
 import os
 import sys
@@ -15,6 +16,7 @@ from loguru import logger
 
 from molibackup import __version__, config, log, runner
 from molibackup.actions import ACTIONS, DEFAULT, Invocation, Outcome, Status
+from molibackup.aws.waiting import WATCHER
 from molibackup.config import sensitive
 from molibackup.errors import ConfigError, MolibackupError, Refusal, UsageError
 from molibackup.interrupt import Interruption
@@ -146,15 +148,23 @@ def main(argv: Sequence[str] | None = None, clock: runner.Clock = runner.utc_now
                     f"{', '.join(job.name for job in jobs)}")
         return EXIT_OK
     action = ACTIONS[args.command or DEFAULT]
+    interruption = interruption or Interruption(exit_now)
+    # A new run: no endpoint is known dead (the tests run many in one process), and after
+    # a signal no call that got no answer is tried again.
+    WATCHER.reset(interruption.stop)
     try:
-        outcome = action.run(Invocation(loaded, jobs, args, clock,
-                                        interruption or Interruption(exit_now)))
+        # Every command: the first SIGTERM/SIGINT starts nothing new, and the exit status
+        # says the command was interrupted.
+        with interruption.installed():
+            outcome = action.run(Invocation(loaded, jobs, args, clock, interruption))
     except (Refusal, UsageError) as exc:  # a flag or a name the config does not know
         report_problems(ConfigError(str(exc).splitlines()), "nothing was done")
         return EXIT_CONFIG
     except MolibackupError as exc:  # the action could not start (an organization unlisted)
         logger.error(str(exc))
         return EXIT_JOB_FAILED
+    if interruption.requested and outcome.interrupted_by is None:
+        outcome = dataclasses.replace(outcome, interrupted_by=interruption.signal_number)
     return exit_status(outcome)
 
 

@@ -13,6 +13,7 @@ them into exit statuses.
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 import botocore.exceptions
@@ -130,6 +131,8 @@ class AwsError(MolibackupError):
             if code in THROTTLING_CODES:
                 return (f"{action} was still throttled after every retry ({code}): raise "
                         "global.max_attempts or lower global.concurrency")
+            if looks_like_a_page(self.aws_message):
+                return foreign_page(action, self.status, endpoint, self.aws_message)
             return f"{action} failed: {code}: {self.aws_message}"
         if isinstance(cause, botocore.exceptions.NoCredentialsError):
             return ("no AWS credentials found: set accesskey_id and accesskey_secret, or "
@@ -137,15 +140,38 @@ class AwsError(MolibackupError):
                     "instance profile")
         if isinstance(cause, botocore.exceptions.NoRegionError):
             return "no AWS region: set aws_region in the job"
+        note = getattr(cause, "molibackup_note", None)
+        waited = f" ({note})" if note else ""
         if isinstance(cause, botocore.exceptions.EndpointConnectionError
                       | botocore.exceptions.ConnectTimeoutError):
-            return f"cannot reach the {endpoint} endpoint: {cause}"
+            return f"cannot reach the {endpoint} endpoint for {action}: {cause}{waited}"
         if isinstance(cause, botocore.exceptions.ReadTimeoutError):
-            return f"the {endpoint} endpoint did not answer in time: {cause}"
+            return (f"the {endpoint} endpoint did not answer {action} in time: "
+                    f"{cause}{waited}")
         if isinstance(cause, ResponseParserError):
-            return (f"the {endpoint} endpoint answered with something that is not an "
-                    f"{endpoint} response (a proxy or emulator error page?)")
+            body = str(cause).split("Further retries may succeed:", 1)[-1]
+            return foreign_page(action, int(getattr(cause, "molibackup_status", 0)), endpoint,
+                                body)
         return f"AWS call failed: {cause}"
+
+
+def looks_like_a_page(text: str) -> bool:
+    head = text.lstrip("b'\"\n ").lower()[:200]
+    return head.startswith("<") and any(tag in head for tag in ("<html", "<!doctype", "<head",
+                                                                 "<body", "<title", "<h1"))
+
+
+def foreign_page(action: str, status: int, endpoint: str, body: str) -> str:
+    """One line for an answer that is not AWS's (a proxy's or load balancer's page): the
+    action, the HTTP status, and at most the page's title or first words."""
+    text = body.encode().decode("unicode_escape", errors="replace") if "\\n" in body else body
+    title = re.search(r"<title[^>]*>(.*?)</title>", text, flags=re.I | re.S)
+    words = title.group(1) if title else re.sub(r"<[^>]*>", " ", text)
+    words = " ".join(words.replace("b'", " ").split())
+    shown = words if len(words) <= 60 else words[:59].rsplit(" ", 1)[0] + "…"
+    http = f"HTTP {status}" if status else "an answer"
+    return (f"{action} failed: {http} from the {endpoint} endpoint that is not an AWS answer "
+            f"(a proxy or load balancer in the way?): \"{shown}\"")
 
 
 def describe_unexpected(exc: BaseException) -> str:

@@ -35,6 +35,9 @@ Clock = Callable[[], datetime]
 class JobOutcome:
     name: str
     result: JobResult
+    #: False while the job runs: a summary written then (the grace time after a signal ran
+    #: out) must not call it ok.
+    finished: bool = True
 
     @property
     def ok(self) -> bool:
@@ -206,7 +209,7 @@ def run(
             continue
         result = JobResult(dry_run=force_dry_run or job.config.dryrun)
         # Listed before it runs: an interruption's last summary counts what it has done.
-        outcomes.append(JobOutcome(job.name, result))
+        outcomes.append(JobOutcome(job.name, result, finished=False))
         outcomes[-1] = JobOutcome(job.name, run_job(
             job, config, clock, result=result, stop=interruption.stop,
             reporters=reporters, targets=planned.get(job.name), shard=shard))
@@ -244,6 +247,8 @@ def plan_shard(jobs: Sequence[EbsJob], shard: Shard) -> dict[str, list[Target] |
 def summarise(outcomes: Sequence[JobOutcome], jobs: Sequence[EbsJob],
               interruption: Interruption) -> None:
     for outcome in outcomes:
+        if not outcome.finished:  # still running when the grace time ran out
+            outcome.result.interrupted = True
         log = logger.bind(job=outcome.name)
         line = f"job {outcome.name}: {outcome.result.status}: {outcome.result.summary()}"
         (log.info if outcome.ok and not outcome.result.interrupted else log.error)(line)

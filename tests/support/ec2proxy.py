@@ -329,3 +329,18 @@ def empty_answer(action: str) -> bytes:
 
 
 LOST_ANSWER = Fault(500, "InternalError", "An internal error has occurred.", forward_first=True)
+
+
+def held(proxy: EC2Proxy, action: str | None = None) -> tuple[threading.Event, threading.Event]:
+    """(the call has arrived, let it go on): the proxy holds the first call of `action` (of
+    any action when None) until released, so that a test can signal the run mid-call."""
+    arrived, release = threading.Event(), threading.Event()
+
+    def hold(seen: str, _params: dict[str, str]) -> Fault | None:
+        if (action is None or seen == action) and not arrived.is_set():
+            arrived.set()
+            release.wait(timeout=60)
+        return None
+
+    proxy.state.fault_rules.append(hold)
+    return arrived, release

@@ -21,6 +21,7 @@ PAGES = [ROOT / "README.md", ROOT / "chart" / "README.md", *sorted(DOCS.rglob("*
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import config_reference  # noqa: E402
+import iam_reference  # noqa: E402
 import metrics_reference  # noqa: E402
 import retention_example  # noqa: E402
 
@@ -35,6 +36,12 @@ def test_the_config_reference_matches_the_schema() -> None:
 
 def test_the_worked_retention_example_is_what_the_code_decides() -> None:
     assert retention_example.render() in page("how-to/backups.md"), "run `make docs`"
+
+
+def test_the_iam_reference_shows_the_code_s_own_policies() -> None:
+    text = page("reference/iam.md")
+    for name in iam_reference.POLICIES:
+        assert iam_reference.render(name) in text, "run `make docs`"
 
 
 def test_the_metrics_reference_lists_every_metric_the_code_pushes() -> None:

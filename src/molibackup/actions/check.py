@@ -157,7 +157,7 @@ def report(coverages: list[JobCoverage], now: datetime, output: str,
         logger.error(f"{uncovered} volume(s) without a completed snapshot within the limit"
                      + (", or not verified within the limit" if any(
                          c.verified_within for c in coverages) else ""))
-    else:
+    elif not failed:
         logger.info("every selected volume has a recent completed snapshot")
     return not uncovered and not failed
 

@@ -26,16 +26,13 @@ from molibackup.actions.targets import (
     namespace_name,
     object_name,
 )
+from molibackup.ebs.permissions import RESTORE, actions
 from molibackup.ebs.restore.request import Planned, RestoreRequest, RestoreResult
 from molibackup.ebs.restore.restoring import restore
 from molibackup.errors import JobError, Refusal, UsageError
 
 #: What a restore calls (the restore role of docs/reference/iam.md grants exactly these).
-PERMISSIONS = frozenset({
-    "ec2:DescribeSnapshots", "ec2:DescribeVolumes", "ec2:DescribeInstances",
-    "ec2:DescribeAvailabilityZones", "ec2:DescribeSnapshotTierStatus", "ec2:CreateVolume",
-    "ec2:CreateTags", "ec2:AttachVolume", "ec2:RestoreSnapshotTier", "sts:AssumeRole",
-})
+PERMISSIONS = actions(RESTORE)
 VOLUME_TYPES = ("gp3", "gp2", "io2", "io1", "st1", "sc1", "standard")
 RESERVED_TAG = re.compile(r"^(aws:|molibackup:|CreatedBy$)")
 
@@ -68,6 +65,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--instance", metavar="ID",
                        help="every volume the job snapshotted of this instance, from one run")
     which.add_argument("--snapshot", metavar="SNAP", help="this snapshot of the job")
+    which.add_argument("--claims", metavar="NAMESPACE", type=namespace_name,
+                       help="every claim of this namespace the job backs up, all from one "
+                            "run: the newest (at or before --at) that holds them all; with "
+                            "--manifest")
     parser.add_argument("--at", metavar="TIME",
                         help="the newest backup started at or before TIME: ISO 8601 "
                              "(2026-11-30T04:00Z; without offset, in the job's time zone) or "
@@ -115,6 +116,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                          help="return once the volume is created")
     parser.add_argument("--dry-run", action="store_true", default=argparse.SUPPRESS,
                         help="say what would be restored, change nothing")
+    parser.add_argument("--as", dest="as_", choices=["volumes", "volumesnapshots"],
+                        default="volumes",
+                        help="volumes (default): make the EBS volume(s); volumesnapshots: "
+                             "make none, and write with --manifest a VolumeSnapshotContent, "
+                             "a VolumeSnapshot and a claim restoring from it, for each claim "
+                             "(the EBS CSI driver makes the volume where the pod lands)")
     parser.add_argument("--output", choices=["text", "json"], default="text",
                         help="a summary (default) or a JSON document, on standard output")
 
@@ -138,12 +145,33 @@ def request_from(args: argparse.Namespace) -> RestoreRequest:
         (args.manifest == "-" and args.output == "json",
          "--manifest - and --output json both want standard output: write the manifest to a "
          "file"),
+        (args.claims and not args.manifest, "--claims writes each claim's PersistentVolume "
+                                            "and claim: give --manifest FILE (or -)"),
+        (args.claims and (args.claim_name or args.size or args.attach or args.device),
+         "--claim-name, --size, --attach and --device apply to one volume: leave them out "
+         "with --claims (--namespace moves every claim)"),
     ]
+    if args.as_ == "volumesnapshots":
+        volume_only = [flag for flag, given in (
+            ("--attach", args.attach), ("--device", args.device), ("--iops", args.iops),
+            ("--throughput", args.throughput), ("--volume-type", args.volume_type),
+            ("--availability-zone", args.availability_zone),
+            ("--kms-key-id", args.kms_key_id), ("--tag", args.tag)) if given]
+        combinations += [
+            (bool(volume_only), f"{', '.join(volume_only)}: --as volumesnapshots makes no "
+                                "volume (the EBS CSI driver makes it, with the storage "
+                                "class's settings): leave them out, or restore --as volumes"),
+            (not args.claim and not args.claims,
+             "--as volumesnapshots restores claims: give --claim NS/NAME or --claims NS"),
+            (not args.manifest, "--as volumesnapshots writes its objects with --manifest FILE "
+                                "(or - for standard output)"),
+        ]
     for refused, why in combinations:
         if refused:
             raise UsageError(why)
     return RestoreRequest(
-        volume_id=args.volume, claim=args.claim, instance_id=args.instance,
+        volume_id=args.volume, claim=args.claim, claims_namespace=args.claims,
+        instance_id=args.instance,
         snapshot_id=args.snapshot, at=args.at, from_region=args.from_region,
         zone=args.availability_zone, volume_type=args.volume_type, iops=args.iops,
         throughput=args.throughput, size_gib=args.size, kms_key_id=args.kms_key_id,
@@ -152,7 +180,8 @@ def request_from(args: argparse.Namespace) -> RestoreRequest:
         storage_class=args.storage_class, fs_type=args.fs_type, restore_id=args.restore_id,
         wait=not args.no_wait, **({"wait_timeout": args.wait_timeout}
                                   if args.wait_timeout else {}),
-        archive_days=args.archive_days, dry_run=bool(getattr(args, "dry_run", False)))
+        archive_days=args.archive_days, dry_run=bool(getattr(args, "dry_run", False)),
+        as_snapshots=args.as_ == "volumesnapshots")
 
 
 def run(invocation: Invocation) -> Outcome:
@@ -222,11 +251,23 @@ def write_manifest(where: str, text: str, log: Any) -> None:
 def next_step(result: RestoreResult, request: RestoreRequest) -> str:
     if request.dry_run:
         return "run the same command without --dry-run to restore"
-    if result.claim is not None and request.manifest:
+    if result.handoffs:
+        target = "-" if request.manifest == "-" else request.manifest
+        waits = " && ".join(
+            f"kubectl wait -n {h.namespace} --for=jsonpath='{{.status.readyToUse}}'=true "
+            f"volumesnapshot/{h.snapshot_name} --timeout=5m" for h in result.handoffs)
+        return (f"kubectl apply -f {target} && {waits} (the claim binds when a pod uses it; "
+                "its storage class must be the EBS CSI driver's, ebs.csi.aws.com)")
+    if result.claims and request.manifest:
         target = "the manifest above" if request.manifest == "-" else request.manifest
-        return (f"kubectl apply -f {target} (to restore over the original claim, delete it "
-                f"first: kubectl delete pvc -n {result.claim.namespace} "
-                f"{result.claim.claim_name})")
+        namespaces = sorted({c.namespace for c in result.claims})
+        deletes = " && ".join(
+            f"kubectl delete pvc -n {namespace} "
+            + " ".join(c.claim_name for c in result.claims if c.namespace == namespace)
+            for namespace in namespaces)
+        what = "claim, delete it" if len(result.claims) == 1 else "claims, delete them"
+        return (f"kubectl apply -f {target} (to restore over the original {what} first: "
+                f"{deletes})")
     if result.attached:
         attached = ", ".join(f"{volume} as {device}" for volume, device in result.attached.items())
         return f"mount it on {request.attach}: {attached} attached"
@@ -279,6 +320,8 @@ def as_document(result: RestoreResult, request: RestoreRequest) -> dict[str, Any
             "snapshot_time": item.snapshot.start_time.isoformat(),
             "source_volume_id": item.snapshot.volume_id,
             "claim": item.snapshot.claim_text,
+            "restored_as": (f"{item.claim.namespace}/{item.claim.claim_name}"
+                            if item.claim is not None else None),
             "volume_id": (result.volumes[item.snapshot.snapshot_id].volume_id
                           if item.snapshot.snapshot_id in result.volumes else None),
             "state": (result.volumes[item.snapshot.snapshot_id].state
@@ -294,6 +337,14 @@ def as_document(result: RestoreResult, request: RestoreRequest) -> dict[str, Any
         "claim": ({"namespace": result.claim.namespace, "name": result.claim.claim_name,
                    "persistent_volume": result.claim.pv_name}
                   if result.claim is not None else None),
+        "claims": [{"namespace": c.namespace, "name": c.claim_name,
+                    "persistent_volume": c.pv_name, "volume_id": c.volume_id,
+                    "snapshot_id": c.snapshot_id} for c in result.claims],
+        "volume_snapshots": [{
+            "namespace": h.namespace, "claim": h.claim_name, "volume_snapshot": h.snapshot_name,
+            "volume_snapshot_content": h.content_name, "snapshot_id": h.snapshot_id,
+            "snapshot_time": h.start_time, "of_claim": h.source_claim, "size_gib": h.size_gib,
+        } for h in result.handoffs],
         "manifest": request.manifest if result.manifest is not None else None,
         "next_step": result.next_step,
     }
@@ -326,6 +377,10 @@ def render_text(document: dict[str, Any]) -> str:
                      f"{volume['availability_zone']} ({volume['volume_type']}, "
                      f"{volume['size_gib']} GiB){attached}"
                      + (f": {volume['state']}" if volume["state"] else ""))
+    lines += [f"  {v['snapshot_id']} ({v['snapshot_time']}, claim {v['of_claim']}) -> "
+              f"VolumeSnapshot {v['namespace']}/{v['volume_snapshot']} and claim "
+              f"{v['namespace']}/{v['claim']} ({v['size_gib']} GiB)"
+              for v in document["volume_snapshots"]]
     lines.append(f"next: {document['next_step']}")
     return "\n".join(lines)
 

@@ -10,12 +10,15 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
+from datetime import UTC, datetime, tzinfo
 from typing import Any
+
+from loguru import logger
 
 from molibackup.actions.base import Command, Invocation, Outcome
 from molibackup.actions.targets import add_target_arguments, claim_name, job_contexts
 from molibackup.ebs.report.listing import JobListing, Narrowing, Row, list_job
+from molibackup.ebs.restore.manifests import SnapshotHandoff, render_snapshots
 from molibackup.ebs.tags import VERIFIED_AT_TAG, VERIFIED_TAG
 from molibackup.errors import MolibackupError, Refusal
 
@@ -29,8 +32,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_target_arguments(parser, "to list")
     parser.add_argument("--copies", action="store_true",
                         help="also each snapshot's copies in the job's copy_to destinations")
-    parser.add_argument("--output", choices=["text", "json"], default="text",
-                        help="a table (default) or a JSON document, on standard output")
+    parser.add_argument("--output", choices=["text", "json", "volumesnapshots"],
+                        default="text",
+                        help="a table (default), a JSON document, or (volumesnapshots) a "
+                             "VolumeSnapshotContent and VolumeSnapshot for every completed "
+                             "snapshot of a claim, for kubectl apply -f -; on standard output")
 
 
 def narrowing(args: argparse.Namespace) -> Narrowing:
@@ -61,8 +67,11 @@ def run(invocation: Invocation) -> Outcome:
         jobs = ", ".join(listing.job for listing, _ in listings)
         raise Refusal(f"{invocation.config.path}: no job ({jobs}) selects or has "
                       f"snapshots of {narrow.describe()}: check the id, or the --job")
-    text = (as_json(listings, now) if args.output == "json"
-            else as_table(listings, with_copies=args.copies))
+    if args.output == "volumesnapshots":
+        text = as_volume_snapshots([listing for listing, _ in listings])
+    else:
+        text = (as_json(listings, now) if args.output == "json"
+                else as_table(listings, with_copies=args.copies))
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
     return Outcome.of(not any(listing.errors for listing, _ in listings))
@@ -99,11 +108,15 @@ def as_json(listings: Sequence[tuple[JobListing, tzinfo]], now: datetime) -> str
         "account": listing.account,
         "region": listing.region,
         "errors": listing.errors,
+        "claims": {claim: [{"volume_id": volume_id, "state": state}
+                           for volume_id, state in sorted(carriers)]
+                   for claim, carriers in sorted(listing.claims.items())},
         "volumes": [{
             "volume_id": volume.volume_id,
             "name": volume.name,
             "status": volume.status,
             "claim": volume.claim,
+            "claim_state": volume.claim_state,
             "snapshots": [{
                 "snapshot_id": row.snapshot.snapshot_id,
                 "start_time": _time(row.snapshot.start_time, zone),
@@ -133,10 +146,15 @@ def as_table(listings: Sequence[tuple[JobListing, tzinfo]], with_copies: bool) -
         if listing.errors:
             blocks.append(f"job {listing.job} ({place(listing)}): ERROR: "
                           + "; ".join(listing.errors))
+        for claim, carriers in sorted(listing.claims.items()):
+            blocks.append(f"job {listing.job} ({place(listing)}), claim {claim}: carried by "
+                          + ", ".join(f"{volume_id} ({state})"
+                                      for volume_id, state in sorted(carriers)))
         if not listing.volumes and not listing.errors:
             blocks.append(f"job {listing.job} ({place(listing)}): no volume, no snapshot")
         for volume in listing.volumes:
-            claim = f", claim {volume.claim}" if volume.claim else ""
+            claim = (f", claim {volume.claim}" if volume.claim else "") + (
+                f", {volume.claim_state}" if volume.claim_state else "")
             title = (f"job {listing.job} ({place(listing)}), volume {volume.volume_id} "
                      f"({volume.name}{claim}): {volume.status}, {len(volume.rows)} snapshot(s)")
             rows = [(row.snapshot.snapshot_id, _time(row.snapshot.start_time, zone),
@@ -154,6 +172,35 @@ def as_table(listings: Sequence[tuple[JobListing, tzinfo]], with_copies: bool) -
                               for c in row.copies]
             blocks.append("\n".join(lines))
     return "\n\n".join(blocks)
+
+
+def as_volume_snapshots(listings: Sequence[JobListing]) -> str:
+    """Every completed snapshot of the jobs' claims as a VolumeSnapshotContent and
+    VolumeSnapshot pair in the claim's namespace, oldest first; the archive tier's are left
+    out (the CSI driver cannot make a volume of them), with a line saying how many."""
+    handoffs, archived = [], 0
+    for listing in listings:
+        for volume in listing.volumes:
+            for row in volume.rows:
+                snapshot = row.snapshot
+                if snapshot.claim is None or not snapshot.completed:
+                    continue
+                if snapshot.storage_tier == "archive":
+                    archived += 1
+                    continue
+                namespace, name = snapshot.claim
+                handoffs.append(SnapshotHandoff(
+                    job=listing.job, snapshot_id=snapshot.snapshot_id,
+                    start_time=snapshot.start_time.astimezone(UTC).isoformat(),
+                    size_gib=snapshot.size_gib, namespace=namespace, claim_name=name,
+                    source_claim=f"{namespace}/{name}"))
+    if archived:
+        logger.info(f"{archived} snapshot(s) in the archive tier left out: restore them from "
+                    "the archive first (molibackup restore brings one back)")
+    handoffs.sort(key=lambda h: (h.job, h.source_claim, h.start_time, h.snapshot_id))
+    logger.info(f"{len(handoffs)} snapshot(s) of {len({h.source_claim for h in handoffs})} "
+                "claim(s) as VolumeSnapshots")
+    return render_snapshots(handoffs).rstrip("\n") if handoffs else ""
 
 
 def table(rows: Sequence[Sequence[str]]) -> list[str]:

@@ -78,6 +78,8 @@ def job_contexts(invocation: Invocation, account: str | None = None,
     A job whose targets cannot be listed (an organization that cannot be read) raises,
     unless `unknown` is given: then it is told, and the other jobs go on."""
     for job in invocation.jobs:
+        if invocation.interruption.requested:  # a signal: no job or target starts after it
+            return
         if not job.enabled:
             continue
         try:
@@ -88,6 +90,8 @@ def job_contexts(invocation: Invocation, account: str | None = None,
             unknown(job, exc)
             continue
         for target in targets:
+            if invocation.interruption.requested:
+                return
             if account is not None and (target.account or "") != account:
                 continue
             if region is not None and target.region != region:

@@ -18,6 +18,7 @@ from molibackup.actions.base import Command, Invocation, Outcome, Status
 from molibackup.actions.options import positive
 from molibackup.actions.targets import Placed, job_contexts
 from molibackup.ebs.catalog import owned_snapshot
+from molibackup.ebs.permissions import VERIFY, actions
 from molibackup.ebs.verify.verification import (
     JobVerification,
     Verification,
@@ -30,10 +31,7 @@ from molibackup.observe import JobRun
 from molibackup.observe.metrics import VerifyRun, VolumeVerified, publish_verification
 
 #: What verify calls; the volume method adds CreateVolume, DeleteVolume (docs/reference/iam.md).
-PERMISSIONS = frozenset({
-    "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots", "ec2:CreateTags",
-    "ebs:ListSnapshotBlocks", "ebs:GetSnapshotBlock", "ec2:CreateVolume", "ec2:DeleteVolume",
-})
+PERMISSIONS = actions(VERIFY)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,8 @@ from botocore.credentials import (
 from botocore.parsers import DEFAULT_TIMESTAMP_PARSER, ResponseParserError
 
 from molibackup import __version__, log
-from molibackup.config import GlobalSettings
+from molibackup.aws.waiting import WATCHER
+from molibackup.config import GlobalSettings, default_settings
 from molibackup.errors import THROTTLING_CODES, AwsError, JobError
 
 #: What botocore raises for a call that failed for AWS reasons, not because of our code.
@@ -143,8 +144,13 @@ def assume_role(base: boto3.Session, role_arn: str, external_id: str | None,
     extra: dict[str, Any] = {"RoleSessionName": session_name}
     if external_id:
         extra["ExternalId"] = external_id
+    def sts_client(service: str, **kwargs: Any) -> Any:
+        raw = base.client(service, config=client_config(None), **kwargs)  # type: ignore[call-overload]
+        watch(raw, None)
+        return raw
+
     fetcher = AssumeRoleCredentialFetcher(
-        client_creator=base.client, source_credentials=base.get_credentials(),
+        client_creator=sts_client, source_credentials=base.get_credentials(),
         role_arn=role_arn, extra_args=extra)
     credentials = DeferredRefreshableCredentials(method="assume-role",
                                                  refresh_using=fetcher.fetch_credentials)
@@ -199,8 +205,9 @@ def max_attempts(settings: GlobalSettings) -> int:
 
 
 def client_config(settings: GlobalSettings | None, attempts: int | None = None) -> BotoConfig:
-    if settings is None:
-        return BotoConfig(user_agent_extra=f"molibackup/{__version__}")
+    """Retries, timeouts and pool size; without settings (STS, Organizations before a job's
+    own are known), the schema's defaults: no client waits on botocore's own."""
+    settings = settings or default_settings()
     retries = retry_settings(settings)
     if attempts is not None:
         retries["total_max_attempts"] = attempts
@@ -282,9 +289,16 @@ def client(session: boto3.Session, service: str, region: str, settings: GlobalSe
         raw = _new_client(session, service, region, client_config(settings, attempts))
     except BOTOCORE_ERRORS as exc:
         raise AwsError(service, None, exc) from None
+    watch(raw, settings)
     if stats is not None:
         stats.attach(raw)
     return GuardedClient(raw)
+
+
+def watch(raw_client: Any, settings: GlobalSettings | None) -> None:
+    """Every wait of the client announced and bounded (see waiting.py)."""
+    settings = settings or default_settings()
+    WATCHER.attach(raw_client, settings.timeout_attempts, settings.read_timeout)
 
 
 _PRIMED: set[str] = set()

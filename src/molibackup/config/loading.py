@@ -43,6 +43,7 @@ class GlobalSettings:
     max_attempts: int | None
     connect_timeout: int
     read_timeout: int
+    timeout_attempts: int
     metrics: MetricsSettings
     ping_url: str | None = field(repr=False)
     prices: dict[str, float]  # USD per GB-month, by storage tier
@@ -224,6 +225,7 @@ def settings_from(raw_global: Mapping[str, Any] | None,
         max_attempts=filled.get("max_attempts"),
         connect_timeout=filled["connect_timeout"],
         read_timeout=filled["read_timeout"],
+        timeout_attempts=filled["timeout_attempts"],
         metrics=MetricsSettings(pushgateway=metrics.get("pushgateway"),
                                 textfile=Path(metrics["textfile"]) if metrics.get(
                                     "textfile") else None,

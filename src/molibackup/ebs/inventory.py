@@ -162,7 +162,8 @@ def coverage(context: JobContext) -> list[VolumeBackup]:
     verified; reads only."""
     job = context.job
     client = ec2_client(job.session(), job.region, context.settings)
-    volumes = Selector(job.options, client, context.log).select(job.instance_id())
+    selector = Selector(job.options, client, context.log, job_name=job.name)
+    volumes = selector.select(job.instance_id())
     snapshots = job_snapshots(client, job.name)
     verified: dict[str, datetime] = {}
     for snapshot in snapshots:

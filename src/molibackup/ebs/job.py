@@ -20,6 +20,7 @@ from molibackup.aws import imds
 from molibackup.aws.clients import assume_role, open_session, session_name_for
 from molibackup.config import GlobalSettings, JobConfig
 from molibackup.ebs.options import CopyTarget, Options
+from molibackup.ebs.permissions import BACKUP, actions
 from molibackup.ebs.targets import AccountRole, expand, organization_accounts
 from molibackup.errors import JobError
 from molibackup.jobs import Target
@@ -36,14 +37,8 @@ class EbsJob:
     """A job, with its options, as it runs in one target (its own account and region until
     `for_target` says otherwise)."""
 
-    #: Every action a job may call (the IAM policy reference grants exactly these).
-    permissions: ClassVar[frozenset[str]] = frozenset({
-        "ec2:DescribeInstances", "ec2:DescribeVolumes", "ec2:DescribeSnapshots",
-        "ec2:CreateSnapshot", "ec2:CreateSnapshots", "ec2:CreateTags", "ec2:DeleteSnapshot",
-        "ec2:LockSnapshot", "ec2:ModifySnapshotTier", "ec2:CopySnapshot",
-        "ec2:ModifySnapshotAttribute", "ec2:DeleteTags", "sts:AssumeRole",
-        "ssm:SendCommand", "ssm:GetCommandInvocation", "ec2:DescribeFastSnapshotRestores",
-    })
+    #: Every action a job may call (the IAM reference's backup role grants exactly these).
+    permissions: ClassVar[frozenset[str]] = actions(BACKUP)
 
     def __init__(self, config: JobConfig, options: Options) -> None:
         self.config = config

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from molibackup.aws.clients import paginate
+from molibackup.ebs.claims import RESTORED_UNUSED, several, states_of
 from molibackup.ebs.options import ClaimSelector, Options
 from molibackup.ebs.tags import (
     CLUSTER_TAG_PREFIX,
@@ -20,6 +21,7 @@ from molibackup.ebs.tags import (
     PV_NAME,
     PVC_NAME,
     PVC_NAMESPACE,
+    RESTORE_ID_TAG,
     Claim,
     Volume,
     VolumeShape,
@@ -72,10 +74,15 @@ def cluster_of(tags: Mapping[str, str]) -> str | None:
 
 class Selector:
     def __init__(self, options: Options, client: EC2Client, log: Logger,
-                 purpose: str = "the job selects") -> None:
+                 purpose: str = "the job selects", job_name: str | None = None) -> None:
         self.options = options
         self.client = client
         self.log = log
+        #: Whose snapshots tell whether a restored volume of a claim was ever attached.
+        self.job_name = job_name
+        #: Every volume carrying a selected claim's tags, and its state (claims.py), the
+        #: restored-unused ones included, which are not selected.
+        self.claim_volumes: list[tuple[Volume, str]] = []
         #: How the found volumes are named in the log: only the backup run backs them up.
         self.purpose = purpose
         #: The root device name of each instance seen, such as /dev/xvda.
@@ -213,7 +220,17 @@ class Selector:
                                     if a.get("State") == "attached"))
             volumes.append(Volume(raw["VolumeId"], f"{claim.namespace}/{claim.name}",
                                   attached, tags, claim=claim, shape=VolumeShape.of(raw)))
-        return volumes
+        states = states_of(self.client, self.job_name, volumes)
+        self.claim_volumes = [(volume, states[volume.volume_id]) for volume in volumes]
+        for claim_name, carriers in sorted(several(volumes, states).items()):
+            self.log.warning(f"claim {claim_name} is carried by {len(carriers)} volumes: "
+                             f"{', '.join(carriers)}")
+        for volume in volumes:
+            if states[volume.volume_id] == RESTORED_UNUSED:
+                self.log.info(f"volume {volume.volume_id} of claim {volume.name}: made by "
+                              f"restore {volume.tags.get(RESTORE_ID_TAG)} and never attached: "
+                              "not the claim's data, not selected")
+        return [v for v in volumes if states[v.volume_id] != RESTORED_UNUSED]
 
 
 def attached_data_volume_ids(client: EC2Client, volumes: list[Volume],

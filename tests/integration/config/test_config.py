@@ -30,7 +30,7 @@ VALID = {"global": {"loglevel": "info"}, "jobs": {"myjob01": job(instance_id="lo
 def test_defaults_come_from_the_schema(write_config: Callable[..., Path]) -> None:
     loaded = config.load(write_config(VALID))
     assert loaded.settings == config.GlobalSettings(
-        "info", "text", 8, None, 10, 60, config.MetricsSettings(None, None, 5), None,
+        "info", "text", 8, None, 10, 30, 2, config.MetricsSettings(None, None, 5), None,
         {"standard": 0.05, "archive": 0.0125}, 4)
     (only,) = loaded.jobs
     assert (only.name, only.module, only.enabled, only.dryrun) == (

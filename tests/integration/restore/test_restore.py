@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -25,7 +24,7 @@ from moto.ec2.models.elastic_block_store import EBSBackend
 from molibackup.actions.restore import PERMISSIONS
 from tests.conftest import CliRun
 from tests.support.cli import executable
-from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, Fault
+from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, held
 from tests.support.emulator import Emulator
 from tests.support.fleet import REGION, Fleet, csi_volume, tags_of
 
@@ -522,20 +521,6 @@ def test_a_restore_calls_exactly_the_permissions_of_the_restore_policy(
 # --- trust at the edges ---------------------------------------------------------------------
 
 
-def held(proxy: EC2Proxy, action: str) -> tuple[threading.Event, threading.Event]:
-    """(a call of `action` has arrived, let it go on): the proxy holds it until released."""
-    arrived, release = threading.Event(), threading.Event()
-
-    def hold(seen: str, _: dict[str, str]) -> Fault | None:
-        if seen == action:
-            arrived.set()
-            release.wait(timeout=60)
-        return None
-
-    proxy.state.fault_rules.append(hold)
-    return arrived, release
-
-
 @pytest.mark.parametrize("case", [(signal.SIGTERM, 143), (signal.SIGINT, 130)],
                          ids=["SIGTERM", "SIGINT"])
 def test_a_signal_while_deciding_makes_no_volume_and_a_rerun_makes_exactly_one(
@@ -665,3 +650,101 @@ def test_a_recorded_setting_the_new_type_cannot_take_is_said_in_one_line(
     assert "IOPS 4000 and MiB/s throughput 250" in warnings[0]
     (made,) = restored_volumes(ec2)
     assert made["VolumeType"] == "gp2"
+
+
+# --- a claim's identity -------------------------------------------------------------------
+
+CLAIMS = {"persistent_volume_claims": {"namespaces": ["payments"]}}
+
+
+def restore_claim(molibackup: Any, tmp_path: Path, name: str) -> dict[str, Any]:
+    result = molibackup("restore", "--job", "db", "--claim", "payments/db-0", "--manifest",
+                        str(tmp_path / f"{name}.yaml"), "--output", "json", **CLAIMS)
+    assert result.status == 0, result.log
+    document: dict[str, Any] = json.loads(result.out)
+    return document
+
+
+def test_restored_copies_never_applied_are_not_the_claim_s_data(
+    fleet: Fleet, molibackup: Any, ec2: Any, tmp_path: Path
+) -> None:
+    node = fleet.instance({"Name": "node-1"}).instance_id
+    live = csi_volume(fleet, "payments", "db-0", attach_to=node)
+    assert molibackup(**CLAIMS).status == 0
+    (original,) = [s["SnapshotId"] for s in fleet.job_snapshots("db")]
+    # Two restores whose manifests are never applied, each followed by a backup run.
+    for attempt in ("first", "second"):
+        assert restore_claim(molibackup, tmp_path, attempt)["status"] == "restored"
+        time.sleep(1.1)  # EC2 times snapshots to the second: each run's are the newest
+        backup = molibackup(**CLAIMS)
+        assert backup.status == 0, backup.log
+        warnings = [line for line in backup.log.splitlines()
+                    if "claim payments/db-0 is carried by" in line]
+        assert len(warnings) == 1, backup.log
+        assert f"{live} (live)" in warnings[0]
+        assert "(restored-unused)" in warnings[0]
+    copies = {v["VolumeId"] for v in restored_volumes(ec2)}
+    assert len(copies) == 2
+    # No backup run took an unused copy as the claim.
+    assert not copies & {s["VolumeId"] for s in fleet.job_snapshots("db")}
+    # The restore takes the live volume's newest snapshot.
+    newest = max((s for s in fleet.job_snapshots("db") if s["VolumeId"] == live),
+                 key=lambda s: s["StartTime"])
+    document = restore_claim(molibackup, tmp_path, "third")
+    (volume,) = document["volumes"]
+    assert volume["source_volume_id"] == live
+    assert volume["snapshot_id"] == newest["SnapshotId"] != original
+    # `snapshots --claim` names every volume carrying the claim and its state.
+    listing = molibackup("snapshots", "--claim", "payments/db-0", "--output", "json", **CLAIMS)
+    assert listing.status == 0, listing.log
+    (job_listing,) = json.loads(listing.out)["jobs"]
+    states = {c["volume_id"]: c["state"] for c in job_listing["claims"]["payments/db-0"]}
+    assert states[live] == "live"
+    assert {states[c] for c in copies} == {"restored-unused"}
+
+
+def test_a_restore_by_claim_passes_over_snapshots_an_older_run_took_of_an_unused_copy(
+    fleet: Fleet, molibackup: Any, ec2: Any, tmp_path: Path
+) -> None:
+    node = fleet.instance({"Name": "node-1"}).instance_id
+    live = csi_volume(fleet, "payments", "db-0", attach_to=node)
+    assert molibackup(**CLAIMS).status == 0
+    restore_claim(molibackup, tmp_path, "unused")
+    (copy,) = restored_volumes(ec2)
+    # As a version that did not tell them apart would have done: a newer snapshot of the copy.
+    stale = fleet.job_snapshot(copy["VolumeId"], "db", 0)
+    fleet.client.create_tags(Resources=[stale], Tags=[
+        {"Key": "molibackup:pvc-namespace", "Value": "payments"},
+        {"Key": "molibackup:pvc-name", "Value": "db-0"}])
+    result = molibackup("restore", "--job", "db", "--claim", "payments/db-0", "--dry-run",
+                        "--output", "json", **CLAIMS)
+    assert result.status == 0, result.log
+    (volume,) = json.loads(result.out)["volumes"]
+    assert volume["source_volume_id"] == live
+    assert f"passed over 1 snapshot(s) of {copy['VolumeId']}" in result.log
+
+
+def test_once_the_claim_moves_to_a_restored_volume_its_snapshots_are_the_newest(
+    fleet: Fleet, molibackup: Any, ec2: Any, tmp_path: Path
+) -> None:
+    node = fleet.instance({"Name": "node-1"}).instance_id
+    old = csi_volume(fleet, "payments", "db-0", attach_to=node)
+    assert molibackup(**CLAIMS).status == 0
+    restore_claim(molibackup, tmp_path, "moved")
+    (copy,) = restored_volumes(ec2)
+    # The manifest applied: the old volume let go, the restored one attached to the node.
+    fleet.client.detach_volume(VolumeId=old, InstanceId=node)
+    fleet.client.attach_volume(VolumeId=copy["VolumeId"], InstanceId=node, Device="/dev/sdg")
+    time.sleep(1.1)  # EC2 times snapshots to the second: this run's are the newest
+    backup = molibackup(**CLAIMS)
+    assert backup.status == 0, backup.log
+    taken = {s["VolumeId"] for s in fleet.job_snapshots("db")}
+    assert copy["VolumeId"] in taken
+    document = restore_claim(molibackup, tmp_path, "again")
+    (volume,) = document["volumes"]
+    assert volume["source_volume_id"] == copy["VolumeId"]
+    listing = molibackup("snapshots", "--claim", "payments/db-0", "--output", "json", **CLAIMS)
+    (job_listing,) = json.loads(listing.out)["jobs"]
+    states = {c["volume_id"]: c["state"] for c in job_listing["claims"]["payments/db-0"]}
+    assert states[copy["VolumeId"]] == "live"
+    assert states[old] == "detached"

@@ -246,11 +246,9 @@ def test_a_verification_volume_that_fails_is_deleted_too(
     assert verification_volumes(ec2) == []
 
 
-def test_sigterm_deletes_the_verification_volume_before_exiting(
-    backed_up: dict[str, str], ec2: Any, new_volumes: dict[str, str],
-    write_config: Callable[..., Path]
-) -> None:
-    new_volumes["state"] = "creating"  # and so it stays
+def verifying_by_volume(write_config: Callable[..., Path], ec2: Any
+                        ) -> subprocess.Popen[str]:
+    """`verify --method volume` as a process, once its verification volume exists."""
     config = write_config({"jobs": {"db": job(**OPTIONS)}})
     process = subprocess.Popen([executable(), "-c", str(config), "verify", "--method",
                                 "volume"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -259,9 +257,36 @@ def test_sigterm_deletes_the_verification_volume_before_exiting(
     while not verification_volumes(ec2):
         assert time.monotonic() < deadline, "no verification volume was made"
         time.sleep(0.2)
+    return process
+
+
+def test_sigterm_deletes_the_verification_volume_before_exiting(
+    backed_up: dict[str, str], ec2: Any, new_volumes: dict[str, str],
+    write_config: Callable[..., Path]
+) -> None:
+    new_volumes["state"] = "creating"  # and so it stays
+    process = verifying_by_volume(write_config, ec2)
     process.send_signal(signal.SIGTERM)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143, stderr
+    assert verification_volumes(ec2) == []
+    assert "deleted verification volume" in stderr
+
+
+def test_a_second_signal_still_deletes_the_verification_volume_at_once(
+    backed_up: dict[str, str], ec2: Any, new_volumes: dict[str, str],
+    write_config: Callable[..., Path]
+) -> None:
+    new_volumes["state"] = "creating"  # and so it stays
+    process = verifying_by_volume(write_config, ec2)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    sent = time.monotonic()
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert time.monotonic() - sent < 15, "the second signal ends the run at once"
+    assert process.returncode == 130, stderr
+    assert "received SIGINT again: exiting now" in stderr
     assert verification_volumes(ec2) == []
     assert "deleted verification volume" in stderr
 

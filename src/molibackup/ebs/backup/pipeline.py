@@ -159,7 +159,8 @@ class Backup:
                ) -> tuple[list[Volume], dict[str, str | None]]:
         """The volumes to back up, and the root device of each instance seen."""
         instance_id = self.job.instance_id(log)
-        selector = Selector(self.options, client, log, purpose="to back up")
+        selector = Selector(self.options, client, log, purpose="to back up",
+                            job_name=self.job.name)
         volumes = selector.select(instance_id)
         if not volumes:
             what = selector.describe(instance_id)

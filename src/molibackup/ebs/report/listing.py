@@ -83,6 +83,8 @@ class VolumeListing:
     status: str
     claim: str | None
     rows: list[Row] = field(default_factory=list)
+    #: Of a claim's volume: live, restored-unused or detached (claims.py).
+    claim_state: str | None = None
 
 
 @dataclass
@@ -92,6 +94,8 @@ class JobListing:
     account: str | None = None  # of a job over several accounts; None: the job's own
     volumes: list[VolumeListing] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    #: Claim (namespace/name) -> every volume carrying it and its state.
+    claims: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
 
 def list_job(context: JobContext, *, narrowing: Narrowing, with_copies: bool) -> JobListing:
@@ -100,8 +104,16 @@ def list_job(context: JobContext, *, narrowing: Narrowing, with_copies: bool) ->
     listing = JobListing(job.name, options.aws_region)
     session = job.session()
     client = ec2_client(session, options.aws_region, settings)
-    selected = {v.volume_id: v for v in Selector(options, client, log).select(
-        job.instance_id())}
+    selector = Selector(options, client, log, job_name=job.name)
+    selected = {v.volume_id: v for v in selector.select(job.instance_id())}
+    states = {volume.volume_id: state for volume, state in selector.claim_volumes}
+    for carrier, state in selector.claim_volumes:
+        if carrier.claim is not None and narrowing.claim in (
+                None, (carrier.claim.namespace, carrier.claim.name)):
+            listing.claims.setdefault(carrier.name, []).append((carrier.volume_id, state))
+    if narrowing.claim is None:  # unasked, only the claims that several volumes carry
+        listing.claims = {claim: found for claim, found in listing.claims.items()
+                          if len(found) > 1}
     snapshots = job_snapshots(client, job.name)
     by_volume: dict[str, list[SnapshotInfo]] = defaultdict(list)
     for snapshot in snapshots:
@@ -127,6 +139,8 @@ def list_job(context: JobContext, *, narrowing: Narrowing, with_copies: bool) ->
                            None if locked is None else s.snapshot_id in locked,
                            tuple(copies.get(s.snapshot_id, ())))
                        for s in by_volume[volume.volume_id]]
+    for volume in volumes:
+        volume.claim_state = states.get(volume.volume_id)
     listing.volumes = volumes
     return listing
 

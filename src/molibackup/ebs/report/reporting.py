@@ -133,8 +133,7 @@ class Reporter:
         try:
             return read()
         except MolibackupError as exc:  # an AwsError, or a JobError of the selection
-            report.errors[name] = str(exc)
-            self.log.error(f"job {report.job}: {name} could not be read: {exc}")
+            report.errors[name] = str(exc)  # in the report, and once in the log after it
             return None
 
     def volume(self, listed: Any) -> VolumeReport:
@@ -152,6 +151,8 @@ class Reporter:
         counter = SizeCounter(self.ec2, ebs, self.log)
         by_volume = {v.volume_id: [row.snapshot for row in v.rows] for v in listing.volumes}
         for snapshots in by_volume.values():
+            if self.context.stop.is_set():  # a signal: no further reads, no further tags
+                break
             counter.volume(snapshots)
         sizes = counter.sizes
         prices = self.settings.prices

@@ -78,3 +78,52 @@ def restore_id(job: str, snapshot_ids: Sequence[str], zone: str, claim: str | No
     id, run after run: it finds the volumes it made instead of making more."""
     key = "|".join([job, ",".join(sorted(snapshot_ids)), zone, claim or "", where])
     return "restore-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class NamespaceMoment:
+    """The run a namespace's claims are restored from, and why newer runs were not."""
+
+    taken: RunSet | None  # one snapshot per claim; None when no run holds them all
+    passed_over: tuple[tuple[RunSet, tuple[str, ...]], ...]  # newer runs, the claims each lacks
+    claims: tuple[str, ...]  # namespace/name of every claim restored
+
+
+def claim_runs(snapshots: Sequence[SnapshotInfo], namespace: str,
+               at: datetime | None = None) -> list[RunSet]:
+    """The runs that snapshotted claims of `namespace` (completed, started at or before
+    `at`), newest first, one snapshot per claim: the newest of the run, the one taken
+    while attached when the run found the claim on several volumes."""
+    by_run: dict[str, dict[str, SnapshotInfo]] = defaultdict(dict)
+    for snapshot in snapshots:
+        if (snapshot.claim is None or snapshot.claim[0] != namespace or not snapshot.run_id
+                or not snapshot.completed or (at is not None and snapshot.start_time > at)):
+            continue
+        claim = str(snapshot.claim_text)
+        seen = by_run[snapshot.run_id].get(claim)
+        if seen is None or _preferred(snapshot) > _preferred(seen):
+            by_run[snapshot.run_id][claim] = snapshot
+    runs = [RunSet(run_id, tuple(found[claim] for claim in sorted(found)))
+            for run_id, found in by_run.items()]
+    return sorted(runs, key=lambda run: (run.start_time, run.run_id), reverse=True)
+
+
+def _preferred(snapshot: SnapshotInfo) -> tuple[bool, datetime, str]:
+    attached = bool(snapshot.shape is not None and snapshot.shape.devices)
+    return attached, snapshot.start_time, snapshot.snapshot_id
+
+
+def namespace_moment(runs: Sequence[RunSet], claims: Sequence[str]) -> NamespaceMoment:
+    """The newest run in which every claim has a completed snapshot; the newer runs that
+    lack one, each with what it lacks."""
+    wanted = tuple(sorted(set(claims)))
+    passed: list[tuple[RunSet, tuple[str, ...]]] = []
+    for run in runs:
+        held = {str(s.claim_text) for s in run.snapshots}
+        lacking = tuple(claim for claim in wanted if claim not in held)
+        if not lacking:
+            chosen = RunSet(run.run_id, tuple(s for s in run.snapshots
+                                              if str(s.claim_text) in wanted))
+            return NamespaceMoment(chosen, tuple(passed), wanted)
+        passed.append((run, lacking))
+    return NamespaceMoment(None, tuple(passed), wanted)

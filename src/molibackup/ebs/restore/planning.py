@@ -16,11 +16,13 @@ from molibackup.ebs.catalog import (
     job_copies,
     job_snapshots,
 )
+from molibackup.ebs.claims import RESTORED_UNUSED, claim_state
 from molibackup.ebs.job import JobContext
 from molibackup.ebs.options import CopyTarget
 from molibackup.ebs.restore import choosing
 from molibackup.ebs.restore.manifests import ClaimRestore
 from molibackup.ebs.restore.request import Decision, Planned, RestoreRequest, Where
+from molibackup.ebs.selection import Selector
 from molibackup.ebs.tags import (
     CLUSTER_TAG,
     CREATED_BY,
@@ -34,6 +36,7 @@ from molibackup.ebs.tags import (
     RESTORED_FROM_TAG,
     RESTORED_FROM_VOLUME_TAG,
     VolumeShape,
+    tag_dict,
 )
 from molibackup.ebs.volumes import IOPS_TYPES, THROUGHPUT_TYPES, VolumeSpec, free_device
 from molibackup.errors import AwsError, Refusal
@@ -113,13 +116,16 @@ class Planner:
                 raise self.problem(f"no run of the job snapshotted every volume of "
                                    f"{request.instance_id} to completion{when}")
             return list(run.snapshots), run.run_id
+        if request.claims_namespace is not None:
+            return self.namespace_run(snapshots, where, at)
         if request.volume_id is not None:
             mine = [s for s in snapshots if s.volume_id == request.volume_id]
             what = f"volume {request.volume_id}"
         else:
             assert request.claim is not None
-            mine = [s for s in snapshots if s.claim == request.claim]
             what = f"claim {request.claim[0]}/{request.claim[1]}"
+            mine = self.claim_data([s for s in snapshots if s.claim == request.claim], where,
+                                   what)
         if not mine:
             raise self.problem(f"the job has no snapshot of {what} in {where.label}: check "
                                "it with `molibackup snapshots`")
@@ -128,6 +134,76 @@ class Planner:
             raise self.problem(f"none of the job's {len(mine)} snapshot(s) of {what} is "
                                f"completed{when}")
         return [chosen], None
+
+    def namespace_run(self, snapshots: list[SnapshotInfo], where: Where, at: datetime | None
+                      ) -> tuple[list[SnapshotInfo], str]:
+        """One snapshot of every claim of the namespace, all from one run: the newest run
+        (at or before --at) that holds them all."""
+        namespace = str(self.request.claims_namespace)
+        mine = self.claim_data([s for s in snapshots if s.claim and s.claim[0] == namespace],
+                               where, f"namespace {namespace}")
+        claims = self.claims_of(namespace, where) or sorted(
+            {str(s.claim_text) for s in choosing.claim_runs(mine, namespace)[0].snapshots}
+            if choosing.claim_runs(mine, namespace) else [])
+        if not claims:
+            raise self.problem(f"the job backs up no claim of namespace {namespace} in "
+                               f"{where.label}: check the namespace with `molibackup "
+                               "snapshots`")
+        when = f" at or before {at.isoformat()}" if at else ""
+        moment = choosing.namespace_moment(choosing.claim_runs(mine, namespace, at), claims)
+        if moment.taken is None:
+            newest_lacking = moment.passed_over[0][1] if moment.passed_over else tuple(claims)
+            raise self.problem(f"no run{when} holds a completed snapshot of every claim of "
+                               f"namespace {namespace}: missing "
+                               f"{', '.join(newest_lacking)} (in the newest run)")
+        for run, lacking in moment.passed_over:
+            self.log.info(f"run {run.run_id} ({run.start_time.isoformat()}) passed over: it "
+                          f"has no completed snapshot of {', '.join(lacking)}")
+        taken = moment.taken
+        self.log.info(f"namespace {namespace}: {len(taken.snapshots)} claim(s) from run "
+                      f"{taken.run_id} ({taken.start_time.isoformat()}), the newest{when} "
+                      "that holds them all")
+        return list(taken.snapshots), taken.run_id
+
+    def claims_of(self, namespace: str, where: Where) -> list[str]:
+        """The claims of the namespace the job backs up now (its selection, less the
+        restored copies never used); none when the restore reads a copy region (the home
+        region's cluster may be what was lost) or the namespace is gone."""
+        if where.copy_of is not None:
+            return []
+        job = self.context.job
+        if job.options.claims is None:
+            return []
+        selector = Selector(job.options, where.client, self.log, job_name=job.name)
+        selector.select(None)
+        return sorted({volume.name for volume, state in selector.claim_volumes
+                       if volume.claim is not None and volume.claim.namespace == namespace
+                       and state != RESTORED_UNUSED})
+
+    def claim_data(self, snapshots: list[SnapshotInfo], where: Where, what: str
+                   ) -> list[SnapshotInfo]:
+        """The claim's snapshots, less those of a restored copy never attached (claims.py):
+        its data is the snapshot it came from, not the claim's."""
+        if where.copy_of is not None or not snapshots:
+            return snapshots  # copies: their volumes are in the source region
+        attached_once = {s.volume_id for s in snapshots if s.shape and s.shape.devices}
+        suspects = {s.volume_id for s in snapshots if s.volume_id not in attached_once}
+        volumes = existing_volumes(where.client, suspects) if suspects else {}
+        unused = {volume_id for volume_id, raw in volumes.items() if claim_state(
+            tag_dict(raw.get("Tags")), any(a.get("State") == "attached"
+                                           for a in raw.get("Attachments", [])),
+            volume_id in attached_once) == RESTORED_UNUSED}
+        for volume_id in sorted(unused):
+            passed = sum(s.volume_id == volume_id for s in snapshots)
+            self.log.warning(f"{what}: passed over {passed} snapshot(s) of {volume_id}, a "
+                             "volume a restore made and that was never attached (its data is "
+                             "the snapshot it came from, not the claim's)")
+        kept = [s for s in snapshots if s.volume_id not in unused]
+        # A run that found the claim on several volumes took the attached one as the claim
+        # (it is the live one); the others of that run are not the claim's newest.
+        attached_runs = {s.run_id for s in kept if s.run_id and s.shape and s.shape.devices}
+        return [s for s in kept if s.run_id not in attached_runs
+                or (s.shape is not None and s.shape.devices)]
 
     def named_snapshot(self, where: Where) -> SnapshotInfo:
         snapshot_id = str(self.request.snapshot_id)
@@ -169,31 +245,67 @@ class Planner:
              ) -> tuple[str, list[Planned], ClaimRestore | None]:
         request = self.request
         shapes = self.shapes(where, snapshots)
-        zone = request.zone
-        if zone is None and request.from_region is not None:
+        zones = self.volume_zones(where, snapshots, shapes)
+        targets = self.claim_targets(snapshots, zones)
+        named = [f"{c.namespace}/{c.claim_name}" for c in targets if c is not None]
+        restore_id = request.restore_id or choosing.restore_id(
+            self.job, [s.snapshot_id for s in snapshots], ",".join(sorted(set(zones))),
+            ",".join(named) or None, where.label)
+        planned = []
+        for snapshot, target, zone in zip(snapshots, targets, zones, strict=True):
+            claim = replace(target, restore_id=restore_id) if target is not None else None
+            spec = self.spec(snapshot, shapes[snapshot.snapshot_id], zone, restore_id, claim)
+            planned.append(Planned(snapshot, spec, claim=replace(
+                claim, size_gib=spec.size_gib) if claim is not None else None))
+        single = planned[0].claim if len(planned) == 1 else None
+        return restore_id, planned, single
+
+    def volume_zones(self, where: Where, snapshots: Sequence[SnapshotInfo],
+                     shapes: dict[str, VolumeShape]) -> list[str]:
+        """The zone of each new volume: --availability-zone; else the recorded one, shared
+        by an instance's set, each claim's own in a namespace (a StatefulSet spreads its
+        pods over zones)."""
+        request = self.request
+        if request.zone is None and request.from_region is not None:
             raise self.problem(f"--availability-zone is required with --from-region: the "
                                f"recorded zone is in {self.context.job.options.aws_region}")
-        if zone is None:
+        if request.zone is not None:
+            zones = [request.zone] * len(snapshots)
+        elif request.claims_namespace is not None:
+            lacking = [s.snapshot_id for s in snapshots if not shapes[s.snapshot_id].zone]
+            if lacking:
+                raise self.problem(f"snapshot {lacking[0]} records no availability zone and "
+                                   "its volume no longer exists: give --availability-zone")
+            zones = [str(shapes[s.snapshot_id].zone) for s in snapshots]
+        else:
             recorded = {shape.zone for shape in shapes.values() if shape.zone}
             if len(recorded) != 1:
                 raise self.problem("the snapshot records no availability zone and its volume "
                                    "no longer exists: give --availability-zone")
-            zone = recorded.pop()
+            zones = [recorded.pop()] * len(snapshots)
         known = self.zones(where)
-        if zone not in known:
-            raise self.problem(f"--availability-zone {zone} is not a zone of {where.region} "
-                               f"(its zones: {', '.join(known)})")
-        claim = self.claim_target(snapshots, zone)
-        restore_id = request.restore_id or choosing.restore_id(
-            self.job, [s.snapshot_id for s in snapshots], zone,
-            f"{claim.namespace}/{claim.claim_name}" if claim else None, where.label)
-        if claim is not None:
-            claim = replace(claim, restore_id=restore_id)
-        planned = [Planned(s, self.spec(s, shapes[s.snapshot_id], zone, restore_id, claim))
-                   for s in snapshots]
-        if claim is not None:
-            claim = replace(claim, size_gib=planned[0].spec.size_gib)
-        return restore_id, planned, claim
+        for zone in sorted(set(zones)):
+            if zone not in known:
+                raise self.problem(f"--availability-zone {zone} is not a zone of "
+                                   f"{where.region} (its zones: {', '.join(known)})")
+        return zones
+
+    def claim_targets(self, snapshots: Sequence[SnapshotInfo], zones: Sequence[str]
+                      ) -> list[ClaimRestore | None]:
+        """The claim each snapshot's manifests bind: a namespace's each its own (moved to
+        --namespace, when given), else the one claim of --claim or --claim-name."""
+        if self.request.claims_namespace is None:
+            return [self.claim_target(snapshots, zones[0])] * len(snapshots)
+        targets: list[ClaimRestore | None] = []
+        for snapshot, zone in zip(snapshots, zones, strict=True):
+            assert snapshot.claim is not None
+            targets.append(ClaimRestore(
+                namespace=self.request.namespace or snapshot.claim[0],
+                claim_name=snapshot.claim[1], volume_id="", zone=zone, size_gib=0,
+                restore_id="", snapshot_id=snapshot.snapshot_id,
+                storage_class=self.request.storage_class or "", fs_type=self.request.fs_type,
+                part=snapshot.claim[1]))
+        return targets
 
     def spec(self, snapshot: SnapshotInfo, shape: VolumeShape, zone: str, restore_id: str,
              claim: ClaimRestore | None) -> VolumeSpec:

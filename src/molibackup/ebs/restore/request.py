@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from molibackup.ebs.catalog import SnapshotInfo
-from molibackup.ebs.restore.manifests import ClaimRestore
+from molibackup.ebs.restore.manifests import ClaimRestore, SnapshotHandoff
 from molibackup.ebs.volumes import MadeVolume, VolumeSpec
 
 if TYPE_CHECKING:
@@ -23,6 +23,7 @@ class RestoreRequest:
 
     volume_id: str | None = None
     claim: tuple[str, str] | None = None
+    claims_namespace: str | None = None  # --claims: every claim of it, from one run
     instance_id: str | None = None
     snapshot_id: str | None = None
     at: str | None = None
@@ -46,6 +47,8 @@ class RestoreRequest:
     wait_timeout: timedelta = timedelta(minutes=15)
     archive_days: int = 1
     dry_run: bool = False
+    #: --as volumesnapshots: no volume; the claim gets a VolumeSnapshot to restore from.
+    as_snapshots: bool = False
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,7 @@ class Planned:
     snapshot: SnapshotInfo
     spec: VolumeSpec
     device: str | None = None  # with --attach
+    claim: ClaimRestore | None = None  # the claim its manifests bind, if any
 
 
 @dataclass
@@ -70,6 +74,10 @@ class RestoreResult:
     manifest: str | None = None  # the YAML written
     claim: ClaimRestore | None = None
     next_step: str = ""
+    #: Every claim the manifest binds (a namespace's, or the one of `claim`).
+    claims: list[ClaimRestore] = field(default_factory=list)
+    #: --as volumesnapshots: each claim's snapshot, as handed to the cluster.
+    handoffs: list[SnapshotHandoff] = field(default_factory=list)
 
     @property
     def waiting_for_archive(self) -> bool:

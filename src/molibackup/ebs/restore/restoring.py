@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC
 from typing import TYPE_CHECKING, Any
 
 from molibackup.aws.clients import ec2_client, max_attempts
@@ -18,7 +19,8 @@ from molibackup.ebs.catalog import (
 )
 from molibackup.ebs.job import Clients, JobContext
 from molibackup.ebs.recovery import SendOnce
-from molibackup.ebs.restore.manifests import render
+from molibackup.ebs.restore import choosing
+from molibackup.ebs.restore.manifests import SnapshotHandoff, render, render_snapshots
 from molibackup.ebs.restore.planning import Planner
 from molibackup.ebs.restore.request import RestoreRequest, RestoreResult, Where
 from molibackup.ebs.volumes import VolumeMaker
@@ -44,8 +46,11 @@ class Restore:
         self.now = context.now
         self.stop = context.stop
         self.request = request
+        self.handoffs: list[SnapshotHandoff] = []
 
     def run(self) -> RestoreResult:
+        if self.request.as_snapshots:
+            return self.hand_over()
         decision = Planner(self.context, self.request).decide()
         where, snapshots, run_id = decision.where, decision.snapshots, decision.run_id
         restore_id, planned, claim = decision.restore_id, decision.planned, decision.claim
@@ -87,10 +92,48 @@ class Restore:
                     volume = result.volumes[item.snapshot.snapshot_id]
                     result.attached[volume.volume_id] = maker.attach(
                         volume, self.request.attach, str(item.device))
-        if claim is not None:
-            volume = result.volumes[planned[0].snapshot.snapshot_id]
-            result.claim = replace(claim, volume_id=volume.volume_id)
-            result.manifest = render(result.claim)
+        bound = [replace(item.claim, volume_id=result.volumes[
+            item.snapshot.snapshot_id].volume_id) for item in planned if item.claim is not None]
+        if bound:
+            result.claims = bound
+            result.claim = bound[0] if claim is not None else None
+            result.manifest = render(*bound)
+        return result
+
+    def hand_over(self) -> RestoreResult:
+        """The claim's snapshot as a VolumeSnapshotContent, a VolumeSnapshot and a claim
+        whose dataSource it is: no volume is made; the EBS CSI driver makes it where the
+        claim's pod is scheduled. An archived snapshot is brought back first."""
+        planner = Planner(self.context, self.request)
+        where = planner.where()
+        snapshots, run_id = planner.choose(where)
+        for snapshot in snapshots:
+            claim = snapshot.claim or ("", "")
+            namespace = self.request.namespace or claim[0]
+            name = (self.request.claim_name if self.request.claims_namespace is None
+                    else None) or claim[1]
+            result_claim = f"{claim[0]}/{claim[1]}"
+            self.handoffs.append(SnapshotHandoff(
+                job=self.job, snapshot_id=snapshot.snapshot_id,
+                start_time=snapshot.start_time.astimezone(UTC).isoformat(),
+                size_gib=max(snapshot.size_gib, self.request.size_gib or 0),
+                namespace=namespace, claim_name=name, source_claim=result_claim))
+        restore_id = self.request.restore_id or choosing.restore_id(
+            self.job, [s.snapshot_id for s in snapshots], "volumesnapshots",
+            ",".join(f"{h.namespace}/{h.claim_name}" for h in self.handoffs), where.label)
+        result = RestoreResult(self.job, where.label, restore_id,
+                               "would hand over" if self.request.dry_run else "handed over",
+                               [], run_id=run_id)
+        archived = [s for s in snapshots if s.storage_tier == ARCHIVE]
+        if archived and not self.from_archive(where, archived, result):
+            return result
+        result.handoffs = self.handoffs
+        result.manifest = render_snapshots(result.handoffs, self.request.storage_class,
+                                           with_claims=True)
+        for handoff in result.handoffs if self.request.dry_run else []:
+            self.log.info(f"dry run: would write a VolumeSnapshotContent, a VolumeSnapshot "
+                          f"and the claim {handoff.namespace}/{handoff.claim_name} restoring "
+                          f"from {handoff.snapshot_id} to {self.request.manifest}")
         return result
 
     def interrupted(self, result: RestoreResult) -> RestoreResult:
@@ -154,10 +197,11 @@ class Restore:
                           + (f", {spec.throughput} MiB/s" if spec.throughput else "") + ")"
                           + (f", then attach it to {self.request.attach} as {item.device}"
                              if self.request.attach else ""))
-        if result.claim is not None:
-            self.log.info(f"dry run: would write the PersistentVolume and claim "
-                          f"{result.claim.namespace}/{result.claim.claim_name} to "
-                          f"{self.request.manifest}")
+        for item in result.planned:
+            if item.claim is not None:
+                self.log.info(f"dry run: would write the PersistentVolume and claim "
+                              f"{item.claim.namespace}/{item.claim.claim_name} (from "
+                              f"{item.snapshot.snapshot_id}) to {self.request.manifest}")
 
 
 def restore(context: JobContext, request: RestoreRequest) -> RestoreResult:

@@ -9,6 +9,7 @@ process be killed, by the next run (once it is older than the timeout).
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -149,7 +150,8 @@ class Verifier:
         snapshots = job_snapshots(self.ec2, self.job)
         if self.request.snapshot_id is not None:
             return [self.named(self.request.snapshot_id)]
-        volumes = Selector(self.context.job.options, self.ec2, self.log).select(
+        volumes = Selector(self.context.job.options, self.ec2, self.log,
+                           job_name=self.job).select(
             self.context.job.instance_id())
         result.candidates = candidates([(v.volume_id, v.name) for v in volumes], snapshots)
         return due(result.candidates, self.options, self.request.sample or self.options.sample,
@@ -272,9 +274,10 @@ class Verifier:
         finally:
             self.delete_volume(made.volume_id, outcome)
 
-    def delete_volume(self, volume_id: str, outcome: Verification | None = None) -> None:
+    def delete_volume(self, volume_id: str, outcome: Verification | None = None,
+                      client: EC2Client | None = None) -> None:
         try:
-            self.ec2.delete_volume(VolumeId=volume_id)
+            (client or self.ec2).delete_volume(VolumeId=volume_id)
             self.log.info(f"deleted verification volume {volume_id}")
         except AwsError as exc:
             if exc.code != "InvalidVolume.NotFound":
@@ -288,9 +291,17 @@ class Verifier:
             self.in_flight.pop(volume_id, None)
 
     def delete_in_flight(self) -> None:
-        """On SIGTERM/SIGINT, before the process exits: no verification volume stays."""
+        """Before the process exits (a second signal, or the grace time over): no
+        verification volume stays. One bounded DeleteVolume each: a single attempt, with
+        short timeouts, whatever the settings; one that fails is the next run's to delete."""
+        if not self.in_flight:
+            return
+        quick = dataclasses.replace(self.settings, connect_timeout=min(
+            5, self.settings.connect_timeout), read_timeout=min(10, self.settings.read_timeout),
+            timeout_attempts=1)
+        client = ec2_client(self.session, self.context.job.region, quick, attempts=1)
         for volume_id in list(self.in_flight):
-            self.delete_volume(volume_id)
+            self.delete_volume(volume_id, client=client)
 
     def delete_leftovers(self) -> None:
         """This job's verification volumes that a killed run left, older than the timeout;
