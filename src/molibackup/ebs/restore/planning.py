@@ -17,11 +17,10 @@ from molibackup.ebs.catalog import (
     job_snapshots,
 )
 from molibackup.ebs.claims import RESTORED_UNUSED, claim_state
-from molibackup.ebs.job import JobContext
 from molibackup.ebs.options import CopyTarget
 from molibackup.ebs.restore import choosing
 from molibackup.ebs.restore.manifests import ClaimRestore
-from molibackup.ebs.restore.request import Decision, Planned, RestoreRequest, Where
+from molibackup.ebs.restore.request import Decision, Planned, Step, Where
 from molibackup.ebs.selection import Selector
 from molibackup.ebs.tags import (
     CLUSTER_TAG,
@@ -42,17 +41,8 @@ from molibackup.ebs.volumes import IOPS_TYPES, THROUGHPUT_TYPES, VolumeSpec, fre
 from molibackup.errors import AwsError, Refusal
 
 
-class Planner:
+class Planner(Step):
     """Decides what a restore makes, and makes every refusal, reading only."""
-
-    def __init__(self, context: JobContext, request: RestoreRequest) -> None:
-        self.context = context
-        self.job = context.job.name
-        self.settings = context.settings
-        self.log = context.log
-        self.now = context.now
-        self.stop = context.stop
-        self.request = request
 
     def problem(self, message: str) -> Refusal:
         return Refusal(f"job {self.job}: restore: {message}")

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import boto3
 
 from molibackup.ebs.catalog import SnapshotInfo
+from molibackup.ebs.job import JobContext
 from molibackup.ebs.restore.manifests import ClaimRestore, SnapshotHandoff
 from molibackup.ebs.volumes import MadeVolume, VolumeSpec
 
@@ -103,3 +104,16 @@ class Decision:
     restore_id: str
     planned: list[Planned]
     claim: ClaimRestore | None
+
+
+class Step:
+    """A part of a restore: its job's context and request, under short names."""
+
+    def __init__(self, context: JobContext, request: RestoreRequest) -> None:
+        self.context = context
+        self.job = context.job.name
+        self.settings = context.settings
+        self.log = context.log
+        self.now = context.now
+        self.stop = context.stop
+        self.request = request

@@ -22,7 +22,7 @@ from molibackup.ebs.recovery import SendOnce
 from molibackup.ebs.restore import choosing
 from molibackup.ebs.restore.manifests import SnapshotHandoff, render, render_snapshots
 from molibackup.ebs.restore.planning import Planner
-from molibackup.ebs.restore.request import RestoreRequest, RestoreResult, Where
+from molibackup.ebs.restore.request import RestoreRequest, RestoreResult, Step, Where
 from molibackup.ebs.volumes import VolumeMaker
 from molibackup.errors import AwsError, JobError
 
@@ -34,18 +34,12 @@ ARCHIVE = "archive"
 RESTORED_STATES = ("temporary-restore-completed", "permanent-restore-completed")
 
 
-class Restore:
+class Restore(Step):
     """Carries a decided restore out: the archive tier, the volumes (made once, see
     volumes.py), the wait, the attachment, the claim's manifests."""
 
     def __init__(self, context: JobContext, request: RestoreRequest) -> None:
-        self.context = context
-        self.job = context.job.name
-        self.settings = context.settings
-        self.log = context.log
-        self.now = context.now
-        self.stop = context.stop
-        self.request = request
+        super().__init__(context, request)
         self.handoffs: list[SnapshotHandoff] = []
 
     def run(self) -> RestoreResult:
