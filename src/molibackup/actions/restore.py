@@ -93,6 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="DEV",
                         help="the device name with --attach (default: the recorded one, else "
                              "the first free /dev/sd[f-p])")
+    add_manifest_arguments(parser)
+
+
+def add_manifest_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of a claim's manifests, and the rest of the command's own."""
     parser.add_argument("--manifest", metavar="FILE",
                         help="write the claim's PersistentVolume and PersistentVolumeClaim "
                              "to FILE ('-': standard output) for kubectl apply -f")

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from mypy_boto3_ec2.type_defs import FilterTypeDef, TagTypeDef
 
+#: The prefix of every tag molibackup writes but CreatedBy; a copy never copies them over.
+OWN_PREFIX = "molibackup:"
 CREATED_BY = ("CreatedBy", "molibackup")
 JOB_TAG = "molibackup:job"
 VOLUME_TAG = "molibackup:volume-id"

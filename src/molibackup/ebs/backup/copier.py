@@ -25,6 +25,7 @@ from molibackup.ebs.tags import (
     CREATED_BY,
     JOB_TAG,
     MAX_DESCRIPTION,
+    OWN_PREFIX,
     RESTORE_KEYS,
     RESTORE_TAG,
     SHARE_TAG_PREFIX,
@@ -304,4 +305,4 @@ class Destination:
                 SOURCE_ACCOUNT_TAG: self.source.account,
                 SOURCE_TIME_TAG: timestamp(snap.start_time), **restore}
         return tag_list(ours, source_tags if self.target.copy_tags else None,
-                        skip_prefixes=("aws:", "molibackup:"))
+                        skip_prefixes=("aws:", OWN_PREFIX))

@@ -13,6 +13,7 @@ from molibackup.ebs.catalog import SnapshotInfo
 from molibackup.ebs.job import JobContext
 from molibackup.ebs.restore.manifests import ClaimRestore, SnapshotHandoff
 from molibackup.ebs.volumes import MadeVolume, VolumeSpec
+from molibackup.errors import Refusal
 
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
@@ -117,3 +118,6 @@ class Step:
         self.now = context.now
         self.stop = context.stop
         self.request = request
+
+    def problem(self, message: str) -> Refusal:
+        return Refusal(f"job {self.job}: restore: {message}")
