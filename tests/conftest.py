@@ -11,6 +11,7 @@ from typing import Any
 import boto3
 import pytest
 import yaml
+from moto.ec2.models.elastic_block_store import Volume
 
 from molibackup import cli
 from tests.support.ec2proxy import EC2Proxy
@@ -135,6 +136,28 @@ def job_cli(write_config: Callable[..., Path], run_cli: Callable[..., CliRun]
         return run
 
     return for_job
+
+
+@pytest.fixture
+def new_volumes(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """Set ["state"] to the state the emulator shows for every volume made from then on
+    (real volumes take time, and may fail)."""
+    wanted: dict[str, str] = {}
+    states: dict[str, str] = {}
+    status = Volume.status
+    monkeypatch.setattr(Volume, "status", property(
+        lambda self: states.get(self.id) or status.fget(self)))  # type: ignore[attr-defined]
+    backend = type(aws_env.backend(REGION))
+    create = backend.create_volume
+
+    def create_volume(self: Any, *args: Any, **kwargs: Any) -> Any:
+        volume = create(self, *args, **kwargs)
+        if "state" in wanted:
+            states[volume.id] = wanted["state"]
+        return volume
+
+    monkeypatch.setattr(backend, "create_volume", create_volume)
+    return wanted
 
 
 def job(**options: Any) -> dict[str, Any]:

@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 IOPS_TYPES = frozenset({"io1", "io2", "gp3"})
 THROUGHPUT_TYPES = frozenset({"gp3"})
 FREE_DEVICES = tuple(f"/dev/sd{letter}" for letter in string.ascii_lowercase[5:16])  # f-p
+#: How often a wait for volumes says it is still waiting.
+NOTICE_SECONDS = 60
+#: The wait's clock and pause (tests speed a long wait up through them).
+clock = time.monotonic
+pause = time.sleep
 POLL_SECONDS = 2.0
 GONE_STATES = frozenset({"deleting", "deleted"})
 
@@ -138,7 +143,8 @@ class VolumeMaker:
                        stop: threading.Event) -> dict[str, MadeVolume]:
         """Wait until every volume is available (or in use); JobError when one fails or
         the time is up (the volumes stay: running the same restore again waits for them)."""
-        deadline = time.monotonic() + timeout_seconds
+        started = clock()
+        deadline, said = started + timeout_seconds, -1
         while True:
             answer = self.clients.main.describe_volumes(VolumeIds=list(volume_ids))["Volumes"]
             volumes = {str(raw["VolumeId"]): MadeVolume.of(raw) for raw in answer}
@@ -153,11 +159,16 @@ class VolumeMaker:
             if stop.is_set():
                 raise JobError(f"interrupted while waiting for {', '.join(waiting)}: they are "
                                "left as they are; run the same restore again to go on")
-            if time.monotonic() >= deadline:
+            if clock() >= deadline:
                 raise JobError(f"{', '.join(waiting)} not available after "
                                f"{timeout_seconds:.0f} s: left as they are; run the same "
                                "restore again to wait for them")
-            time.sleep(min(POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            waited = clock() - started
+            if int(waited // NOTICE_SECONDS) > said:  # at once, then every NOTICE_SECONDS
+                said = int(waited // NOTICE_SECONDS)
+                self.log.info(f"waiting for {', '.join(waiting)} to become available: "
+                              f"{waited:.0f} s so far, at most {timeout_seconds:.0f} s")
+            pause(min(POLL_SECONDS, max(0.0, deadline - clock())))
 
     def attach(self, volume: MadeVolume, instance_id: str, device: str) -> str:
         """Attach (once): a volume already attached to that instance stays as it is. The device

@@ -9,6 +9,7 @@ once: "still restoring" is played by setting the tiering status in the emulator'
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -22,6 +23,7 @@ import yaml
 from moto.ec2.models.elastic_block_store import EBSBackend
 
 from molibackup.actions.restore import PERMISSIONS
+from molibackup.ebs import volumes
 from tests.conftest import CliRun
 from tests.support.cli import executable
 from tests.support.ec2proxy import LOST_ANSWER, EC2Proxy, held
@@ -748,3 +750,23 @@ def test_once_the_claim_moves_to_a_restored_volume_its_snapshots_are_the_newest(
     states = {c["volume_id"]: c["state"] for c in job_listing["claims"]["payments/db-0"]}
     assert states[copy["VolumeId"]] == "live"
     assert states[old] == "detached"
+
+
+def test_the_wait_for_the_volume_is_said_and_bounded(
+    fleet: Fleet, molibackup: Any, new_volumes: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch
+) -> None:
+    web = fleet.instance({"Backup": "daily"}, {"data": {}})
+    assert molibackup(instance_tag="Backup=daily").status == 0
+    new_volumes["state"] = "creating"  # and so it stays
+    # The wait's own clock runs 20 s a poll: five minutes pass in a moment.
+    now = [0.0]
+    monkeypatch.setattr(volumes, "clock", lambda: now[0])
+    monkeypatch.setattr(volumes, "pause", lambda seconds: now.__setitem__(0, now[0] + 20))
+    result = molibackup("restore", "--job", "db", "--volume", web.volumes["data"],
+                        "--wait-timeout", "5m", instance_tag="Backup=daily")
+    assert result.status == 2
+    said = re.findall(r"waiting for vol-\w+ to become available: (\d+) s so far, at most "
+                      r"300 s", result.log)
+    assert said == ["0", "60", "120", "180", "240"], result.log
+    assert "not available after 300 s" in result.log

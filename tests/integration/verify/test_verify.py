@@ -21,7 +21,6 @@ from typing import Any
 
 import pytest
 import yaml
-from moto.ec2.models.elastic_block_store import Volume
 
 from tests.conftest import CliRun, job
 from tests.support.cli import executable
@@ -196,28 +195,6 @@ def test_the_metrics_reach_the_pushgateway_beside_the_backups(
 
 
 # --- the volume method ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def new_volumes(aws_env: Emulator, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """Set ["state"] to the state the emulator shows for every volume made from then on
-    (real volumes take time, and may fail)."""
-    wanted: dict[str, str] = {}
-    states: dict[str, str] = {}
-    status = Volume.status
-    monkeypatch.setattr(Volume, "status", property(
-        lambda self: states.get(self.id) or status.fget(self)))  # type: ignore[attr-defined]
-    backend = type(aws_env.backend(REGION))
-    create = backend.create_volume
-
-    def create_volume(self: Any, *args: Any, **kwargs: Any) -> Any:
-        volume = create(self, *args, **kwargs)
-        if "state" in wanted:
-            states[volume.id] = wanted["state"]
-        return volume
-
-    monkeypatch.setattr(backend, "create_volume", create_volume)
-    return wanted
 
 
 def verification_volumes(ec2: Any) -> list[dict[str, Any]]:
