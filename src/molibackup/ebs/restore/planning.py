@@ -116,9 +116,9 @@ class Planner(Shaping):
         namespace = str(self.request.claims_namespace)
         mine = self.claim_data([s for s in snapshots if s.claim and s.claim[0] == namespace],
                                where, f"namespace {namespace}")
+        every_run = choosing.claim_runs(mine, namespace)
         claims = self.claims_of(namespace, where) or sorted(
-            {str(s.claim_text) for s in choosing.claim_runs(mine, namespace)[0].snapshots}
-            if choosing.claim_runs(mine, namespace) else [])
+            {str(s.claim_text) for s in every_run[0].snapshots} if every_run else [])
         if not claims:
             raise self.problem(f"the job backs up no claim of namespace {namespace} in "
                                f"{where.label}: check the namespace with `molibackup "

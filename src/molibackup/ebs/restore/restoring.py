@@ -38,10 +38,6 @@ class Restore(Step):
     """Carries a decided restore out: the archive tier, the volumes (made once, see
     volumes.py), the wait, the attachment, the claim's manifests."""
 
-    def __init__(self, context: JobContext, request: RestoreRequest) -> None:
-        super().__init__(context, request)
-        self.handoffs: list[SnapshotHandoff] = []
-
     def run(self) -> RestoreResult:
         if self.request.as_snapshots:
             return self.hand_over()
@@ -101,27 +97,27 @@ class Restore(Step):
         planner = Planner(self.context, self.request)
         where = planner.where()
         snapshots, run_id = planner.choose(where)
+        handoffs = []
         for snapshot in snapshots:
             claim = snapshot.claim or ("", "")
             namespace = self.request.namespace or claim[0]
             name = (self.request.claim_name if self.request.claims_namespace is None
                     else None) or claim[1]
-            result_claim = f"{claim[0]}/{claim[1]}"
-            self.handoffs.append(SnapshotHandoff(
+            handoffs.append(SnapshotHandoff(
                 job=self.job, snapshot_id=snapshot.snapshot_id,
                 start_time=snapshot.start_time.astimezone(UTC).isoformat(),
                 size_gib=max(snapshot.size_gib, self.request.size_gib or 0),
-                namespace=namespace, claim_name=name, source_claim=result_claim))
+                namespace=namespace, claim_name=name, source_claim=f"{claim[0]}/{claim[1]}"))
         restore_id = self.request.restore_id or choosing.restore_id(
             self.job, [s.snapshot_id for s in snapshots], "volumesnapshots",
-            ",".join(f"{h.namespace}/{h.claim_name}" for h in self.handoffs), where.label)
+            ",".join(f"{h.namespace}/{h.claim_name}" for h in handoffs), where.label)
         result = RestoreResult(self.job, where.label, restore_id,
                                "would hand over" if self.request.dry_run else "handed over",
                                [], run_id=run_id)
         archived = [s for s in snapshots if s.storage_tier == ARCHIVE]
         if archived and not self.from_archive(where, archived, result):
             return result
-        result.handoffs = self.handoffs
+        result.handoffs = handoffs
         result.manifest = render_snapshots(result.handoffs, self.request.storage_class,
                                            with_claims=True)
         for handoff in result.handoffs if self.request.dry_run else []:
